@@ -1,0 +1,171 @@
+"""Causal multi-head attention with two interchangeable paths.
+
+* ``dense``: the reference. Materialises the ``BxHxTxT`` logits and the full bias.
+* ``blockwise``: query blocks x key blocks with an online softmax (Milakov & Gimelshein;
+  Rabe & Staats; FlashAttention's recurrence). Each encoding's bias is computed per block
+  from position ids, so peak memory grows linearly with the length: what lets a CPU
+  evaluate at 32K+ tokens. Key blocks wholly after the query block are skipped.
+
+The causal mask is by index in the sequence; the bias is by position id. The two are the
+same for ordinary inputs, and position ids may differ (offsets, randomized positions).
+Every additive bias goes on the *scaled* logits ``q.k / sqrt(d_head)``.
+"""
+
+import functools
+import math
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fire.encodings.base import BiasFn, RotateFn
+
+IMPLEMENTATIONS = ("dense", "blockwise")
+# Finite, so that fully masked entries give exp(-big) = 0 rather than NaN from inf - inf.
+_MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def dense_attention(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=None):
+    """Reference causal attention; softmax in float32."""
+    T, D = q_BxTxHxD.shape[1], q_BxTxHxD.shape[-1]
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxTxHxD, k_BxTxHxD, preferred_element_type=jnp.float32)
+    logits = logits / math.sqrt(D)
+    if bias_BxHxTxT is not None:
+        logits = logits + bias_BxHxTxT
+    causal_TxT = jnp.tril(jnp.ones((T, T), bool))
+    logits = jnp.where(causal_TxT, logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxTxHxD.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxTxHxD, preferred_element_type=jnp.float32).astype(
+        v_BxTxHxD.dtype
+    )
+
+
+def _blocks(x, n_blocks, block):
+    """``[B, n*block, ...]`` -> ``[n, B, block, ...]``."""
+    x = x.reshape(x.shape[0], n_blocks, block, *x.shape[2:])
+    return jnp.moveaxis(x, 1, 0)
+
+
+def blockwise_attention(
+    q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, positions_BxT, bias_fn: Optional[BiasFn], block_size: int = 512
+):
+    """Causal attention in ``block_size`` tiles with the bias computed per tile.
+
+    ``positions_BxT`` may have batch 1 (broadcast over examples). Lengths that are not a
+    multiple of the block are padded at the end: padded keys come after every real query,
+    so the causal mask already hides them, and padded query rows are dropped.
+    """
+    B, T, H, D = q_BxTxHxD.shape
+    block = min(block_size, T)
+    n = -(-T // block)
+    pad = n * block - T
+    if pad:
+        pad_seq = lambda x: jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+        q_BxTxHxD, k_BxTxHxD, v_BxTxHxD = map(pad_seq, (q_BxTxHxD, k_BxTxHxD, v_BxTxHxD))
+        positions_BxT = jnp.pad(positions_BxT, [(0, 0), (0, pad)], mode="edge")
+    q_blocks, k_blocks, v_blocks = (_blocks(x, n, block) for x in (q_BxTxHxD, k_BxTxHxD, v_BxTxHxD))
+    pos_blocks = _blocks(positions_BxT, n, block)
+    scale = 1.0 / math.sqrt(D)
+    offsets = jnp.arange(block)
+
+    def query_block(_, xs):
+        qi, q_BxQxHxD, qpos_BxQ = xs
+        q_idx = qi * block + offsets
+
+        def key_block(carry, ys):
+            ki, k_BxKxHxD, v_BxKxHxD, kpos_BxK = ys
+
+            def accumulate(carry):
+                max_BxHxQ, norm_BxHxQ, acc_BxHxQxD = carry
+                s = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD, preferred_element_type=jnp.float32)
+                s = s * scale
+                if bias_fn is not None:
+                    s = s + bias_fn(qpos_BxQ, kpos_BxK)
+                k_idx = ki * block + offsets
+                s = jnp.where(q_idx[:, None] >= k_idx[None, :], s, _MASKED)
+                new_max = jnp.maximum(max_BxHxQ, s.max(-1))
+                correction = jnp.exp(max_BxHxQ - new_max)
+                p = jnp.exp(s - new_max[..., None])
+                norm = norm_BxHxQ * correction + p.sum(-1)
+                pv = jnp.einsum("bhqk,bkhd->bhqd", p.astype(v_BxKxHxD.dtype), v_BxKxHxD,
+                                preferred_element_type=jnp.float32)
+                return new_max, norm, acc_BxHxQxD * correction[..., None] + pv
+
+            return jax.lax.cond(ki <= qi, accumulate, lambda c: c, carry), None
+
+        init = (
+            jnp.full((B, H, block), -jnp.inf, jnp.float32),
+            jnp.zeros((B, H, block), jnp.float32),
+            jnp.zeros((B, H, block, D), jnp.float32),
+        )
+        (_, norm, acc), _ = jax.lax.scan(key_block, init, (jnp.arange(n), k_blocks, v_blocks, pos_blocks))
+        out_BxQxHxD = jnp.transpose(acc / norm[..., None], (0, 2, 1, 3))
+        return None, out_BxQxHxD.astype(v_BxTxHxD.dtype)
+
+    _, out = jax.lax.scan(query_block, None, (jnp.arange(n), q_blocks, pos_blocks))
+    return jnp.moveaxis(out, 0, 1).reshape(B, n * block, H, D)[:, :T]
+
+
+class CausalSelfAttention(nn.Module):
+    """Projections around :func:`dense_attention` / :func:`blockwise_attention`.
+
+    The encoding enters only through ``rotate`` (applied to q and k), ``bias_fn`` (blockwise
+    path, or dense when no precomputed bias is given) and ``bias`` (a precomputed dense
+    bias, for encodings shared by all layers).
+    """
+
+    num_heads: int
+    head_dim: int
+    dtype: jnp.dtype = jnp.float32
+    out_init_scale: float = 1.0
+
+    @nn.compact
+    def __call__(
+        self,
+        x_BxTxD,
+        positions_BxT,
+        *,
+        impl: str = "dense",
+        block_size: int = 512,
+        rotate: Optional[RotateFn] = None,
+        bias_fn: Optional[BiasFn] = None,
+        bias=None,
+    ):
+        d_model = x_BxTxD.shape[-1]
+        dense = functools.partial(
+            nn.DenseGeneral,
+            features=(self.num_heads, self.head_dim),
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.with_logical_partitioning(
+                nn.initializers.normal(1.0 / math.sqrt(d_model)), ("embed", "heads", "kv")
+            ),
+        )
+        q, k, v = (dense(name=n)(x_BxTxD) for n in ("query", "key", "value"))
+        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
+        k = nn.with_logical_constraint(k, ("batch", "length", "heads", "kv"))
+        v = nn.with_logical_constraint(v, ("batch", "length", "heads", "kv"))
+        if rotate is not None:
+            q, k = rotate(q, positions_BxT), rotate(k, positions_BxT)
+        if impl == "dense":
+            if bias is None and bias_fn is not None:
+                bias = bias_fn(positions_BxT, positions_BxT)
+            out = dense_attention(q, k, v, bias)
+        elif impl == "blockwise":
+            out = blockwise_attention(q, k, v, positions_BxT, bias_fn, block_size)
+        else:
+            raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
+        return nn.DenseGeneral(
+            features=d_model,
+            axis=(-2, -1),
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            kernel_init=nn.with_logical_partitioning(
+                nn.initializers.normal(self.out_init_scale / math.sqrt(self.num_heads * self.head_dim)),
+                ("heads", "kv", "embed"),
+            ),
+            name="out",
+        )(out)

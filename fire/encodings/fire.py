@@ -1,0 +1,100 @@
+"""FIRE: Functional Interpolation for Relative Positions (Li et al., ICLR 2024).
+
+    b(i, j) = f_theta( psi(i - j) / psi(max(L, i)) ),    psi(t) = log(c t + 1)
+
+``f_theta`` is an MLP ``1 -> width (-> width)* -> H`` with ReLU; ``c > 0`` and the
+threshold ``L = |m| L0`` are learned. ``eps`` is added to the log of the normaliser, as in
+the paper's listing. Each piece is an ablation flag:
+
+* ``interpolate``: divide by the (thresholded) query position, so a longer input maps onto
+  a finer grid of the same interval [0, 1] instead of onto unseen distances;
+* ``log_transform``: ``psi`` is the log above, else the identity (more resolution for
+  nearby tokens with the log);
+* ``threshold``: normalise by ``psi(max(L, i))`` rather than ``psi(i)``, so short
+  sequences are not squashed onto a coarse grid.
+
+``FIRE`` has its own parameters in every layer; ``FIRE-S`` (``shared=True``) is one module
+for all layers, whose bias the model computes once per forward.
+"""
+
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fire.encodings.base import BiasFn, PositionEncoding, heads_first, relative_distance
+
+
+class FIRE(PositionEncoding):
+    mlp_width: int = 32
+    mlp_depth: int = 1  # hidden layers; the paper's listing has one
+    init_c: float = 0.1
+    L0: float = 512.0
+    learn_L: bool = True
+    log_transform: bool = True
+    threshold: bool = True
+    interpolate: bool = True
+    eps: float = 1e-6
+    shared: bool = False
+
+    def setup(self):
+        self.c = self.param("c", nn.initializers.constant(self.init_c), ())
+        if self.learn_L:
+            self.L_multiplier = self.param("L_multiplier", nn.initializers.ones, ())
+        # PyTorch nn.Linear's default init, as in the paper's listing.
+        widths = [1] + [self.mlp_width] * self.mlp_depth + [self.num_heads]
+        self.layers = [
+            (
+                self.param(f"kernel_{k}", _torch_linear_init(fan_in), (fan_in, fan_out)),
+                self.param(f"bias_{k}", _torch_linear_init(fan_in), (fan_out,)),
+            )
+            for k, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]))
+        ]
+
+    def threshold_L(self):
+        m = self.L_multiplier if self.learn_L else 1.0
+        return jnp.abs(m * self.L0)
+
+    def psi(self, t, c):
+        return jnp.log1p(c * t) if self.log_transform else t
+
+    def inputs_fn(self):
+        """A pure function ``(q_pos_BxQ, k_pos_BxK) -> x_BxQxK``: the MLP's input."""
+        c = jnp.abs(self.c)
+        L = self.threshold_L()
+
+        def inputs(q_pos, k_pos):
+            x = self.psi(relative_distance(q_pos, k_pos), c)
+            if not self.interpolate:
+                return x
+            i = q_pos.astype(jnp.float32)
+            reference = jnp.maximum(i, L) if self.threshold else i
+            normaliser = self.psi(reference, c) + self.eps
+            return x / normaliser[:, :, None]
+
+        return inputs
+
+    def bias_fn(self, seq_len) -> Optional[BiasFn]:
+        inputs = self.inputs_fn()
+        layers = self.layers  # read here, outside any transform
+
+        def bias(q_pos, k_pos):
+            return heads_first(mlp(layers, inputs(q_pos, k_pos)))
+
+        return bias
+
+
+def mlp(layers, x):
+    """``f_theta`` with ReLU between layers: ``x_...`` -> ``..xH``."""
+    h = x[..., None]
+    for k, (kernel, bias) in enumerate(layers):
+        h = h @ kernel + bias
+        if k < len(layers) - 1:
+            h = jax.nn.relu(h)
+    return h
+
+
+def _torch_linear_init(fan_in):
+    bound = 1.0 / fan_in**0.5
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)

@@ -1,0 +1,30 @@
+"""Sandwich (Chi et al., 2023): the inner product of sinusoidal embeddings as a bias."""
+
+import jax.numpy as jnp
+
+from fire.encodings.base import PositionEncoding, relative_distance
+
+
+class Sandwich(PositionEncoding):
+    """``b[h, i, j] = (sum_{k=1}^{d/2} cos((i-j) / 10000^(2k/d)) - d/2) / (8h/H)``.
+
+    Parameter-free. ``d`` is ``dim`` (0 means ``d_head``); the sum starts at k = 1 (one
+    frequency off the Vaswani sinusoid); the ``- d/2`` makes the bias 0 at distance 0
+    and non-positive elsewhere; head h (1-based) is divided by ``8h/H`` like ALiBi's
+    slopes.
+    """
+
+    dim: int = 0
+    base: float = 10000.0
+
+    def bias_fn(self, seq_len):
+        d = self.dim or self.head_dim
+        inv_freq_F = self.base ** (-2.0 * jnp.arange(1, d // 2 + 1, dtype=jnp.float32) / d)
+        head_scale_H = 8.0 * jnp.arange(1, self.num_heads + 1, dtype=jnp.float32) / self.num_heads
+
+        def bias(q_pos, k_pos):
+            dist = relative_distance(q_pos, k_pos)
+            kernel = jnp.cos(dist[..., None] * inv_freq_F).sum(-1) - d // 2
+            return kernel[:, None] / head_scale_H[None, :, None, None]
+
+        return bias

@@ -1,0 +1,202 @@
+"""A pre-norm decoder-only Transformer LM whose position encoding is pluggable.
+
+Parameters are float32 and carry logical axis names (``vocab``, ``embed``, ``mlp``,
+``heads``, ``kv``) so a training loop can shard them by rules; compute runs in float32 or
+bfloat16 with float32 softmax, norms and logits.
+"""
+
+import dataclasses
+import math
+from typing import Mapping, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.core import FrozenDict
+
+from fire.attention import CausalSelfAttention
+from fire.encodings import build_encoding
+
+# name -> (num_layers, d_model, num_heads, d_ff)
+SIZES = {
+    "tiny": (2, 128, 4, 512),
+    "small": (6, 512, 8, 2048),
+    "base": (12, 768, 12, 3072),
+    "large": (24, 1024, 16, 4096),
+}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    num_layers: int
+    d_model: int
+    num_heads: int
+    d_ff: int
+    train_len: int
+    pe: str = "fire"
+    pe_options: Mapping = FrozenDict()
+    head_dim: int = 0  # 0: d_model // num_heads
+    tie_embeddings: bool = False
+    dtype: str = "float32"
+    attention: str = "dense"  # default path; a call may choose another
+    block_size: int = 512  # blockwise attention tile
+
+    def __post_init__(self):
+        object.__setattr__(self, "pe_options", FrozenDict(self.pe_options))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
+        if not self.head_dim and self.d_model % self.num_heads:
+            raise ValueError(f"d_model {self.d_model} does not divide into {self.num_heads} heads; set head_dim.")
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim or self.d_model // self.num_heads
+
+    @classmethod
+    def from_size(cls, size: str, **kwargs) -> "ModelConfig":
+        if size not in SIZES:
+            raise ValueError(f"Unknown model size {size!r}; valid: {', '.join(SIZES)}.")
+        num_layers, d_model, num_heads, d_ff = SIZES[size]
+        return cls(num_layers=num_layers, d_model=d_model, num_heads=num_heads, d_ff=d_ff, **kwargs)
+
+    def build_encoding(self, module_name=None):
+        return build_encoding(
+            self.pe,
+            self.pe_options,
+            num_heads=self.num_heads,
+            head_dim=self.dim_per_head,
+            d_model=self.d_model,
+            train_len=self.train_len,
+            module_name=module_name,
+        )
+
+
+def _partitioned_normal(std, names):
+    return nn.with_logical_partitioning(nn.initializers.normal(std), names)
+
+
+class MLP(nn.Module):
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BxTxD):
+        cfg, dtype = self.cfg, DTYPES[self.cfg.dtype]
+        h = nn.Dense(cfg.d_ff, use_bias=False, dtype=dtype,
+                     kernel_init=_partitioned_normal(1.0 / math.sqrt(cfg.d_model), ("embed", "mlp")),
+                     name="wi")(x_BxTxD)
+        h = nn.with_logical_constraint(jax.nn.gelu(h), ("batch", "length", "mlp"))
+        out_std = 1.0 / math.sqrt(cfg.d_ff) / math.sqrt(2 * cfg.num_layers)
+        return nn.Dense(cfg.d_model, use_bias=False, dtype=dtype,
+                        kernel_init=_partitioned_normal(out_std, ("mlp", "embed")), name="wo")(h)
+
+
+def _norm(name):
+    return nn.RMSNorm(dtype=jnp.float32, scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                      name=name)
+
+
+class Block(nn.Module):
+    """Pre-norm block. ``shared_encoding`` is the model's encoding when one instance
+    serves every layer; otherwise the block owns its own."""
+
+    cfg: ModelConfig
+    shared_encoding: Optional[nn.Module] = None
+
+    def setup(self):
+        if self.shared_encoding is None:
+            self.own_encoding = self.cfg.build_encoding()
+        self.attn_norm = _norm("attn_norm")
+        self.attention = CausalSelfAttention(
+            self.cfg.num_heads, self.cfg.dim_per_head, DTYPES[self.cfg.dtype],
+            out_init_scale=1.0 / math.sqrt(2 * self.cfg.num_layers),
+        )
+        self.mlp_norm = _norm("mlp_norm")
+        self.mlp = MLP(self.cfg)
+
+    @property
+    def encoding(self):
+        return self.shared_encoding if self.shared_encoding is not None else self.own_encoding
+
+    def __call__(self, x_BxTxD, positions_BxT, seq_len: int, impl: str, bias=None):
+        dtype = DTYPES[self.cfg.dtype]
+        enc = self.encoding
+        h = self.attention(
+            self.attn_norm(x_BxTxD).astype(dtype),
+            positions_BxT,
+            impl=impl,
+            block_size=self.cfg.block_size,
+            rotate=enc.rotary(seq_len),
+            bias_fn=None if bias is not None else enc.bias_fn(seq_len),
+            bias=bias,
+        )
+        x_BxTxD = x_BxTxD + h.astype(jnp.float32)
+        x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD).astype(dtype)).astype(jnp.float32)
+        return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
+
+
+class Transformer(nn.Module):
+    """``tokens_BxT -> logits_BxTxV`` (float32).
+
+    ``positions_BxT`` defaults to ``0..T-1`` shared by the batch (shape ``1xT``: position
+    biases are then computed once, not per example). ``seq_len`` (default T) is the window
+    length the encodings see (interpolation scale, table checks). ``impl`` picks the
+    attention path (default ``cfg.attention``).
+    """
+
+    cfg: ModelConfig
+
+    def setup(self):
+        cfg = self.cfg
+        self.embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_partitioned_normal(1.0, ("vocab", "embed")))
+        probe = cfg.build_encoding()
+        self.encoding = cfg.build_encoding() if probe.shared else None
+        self.blocks = [Block(cfg, shared_encoding=self.encoding) for _ in range(cfg.num_layers)]
+        self.final_norm = _norm("final_norm")
+        if not cfg.tie_embeddings:
+            self.head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=jnp.float32,
+                                 kernel_init=_partitioned_normal(1.0 / math.sqrt(cfg.d_model), ("embed", "vocab")))
+
+    def __call__(
+        self,
+        tokens_BxT,
+        positions_BxT=None,
+        *,
+        seq_len: Optional[int] = None,
+        impl: Optional[str] = None,
+        return_hidden: bool = False,
+    ):
+        hidden = self.hidden(tokens_BxT, positions_BxT, seq_len=seq_len, impl=impl)
+        return hidden if return_hidden else self.logits(hidden)
+
+    def hidden(self, tokens_BxT, positions_BxT=None, *, seq_len=None, impl=None):
+        """The final-normed hidden states ``BxTxD`` (float32)."""
+        T = tokens_BxT.shape[1]
+        seq_len = seq_len or T
+        impl = impl or self.cfg.attention
+        if positions_BxT is None:
+            positions_BxT = jnp.arange(T, dtype=jnp.int32)[None]
+        x = self.embed(tokens_BxT).astype(jnp.float32)
+        bias = None
+        if self.encoding is not None:
+            absolute = self.encoding.embed(positions_BxT, seq_len)
+            if absolute is not None:
+                x = x + absolute
+            bias_fn = self.encoding.bias_fn(seq_len)
+            if impl == "dense" and bias_fn is not None:
+                bias = bias_fn(positions_BxT, positions_BxT)  # once per forward, for all layers
+        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        for block in self.blocks:
+            x = block(x, positions_BxT, seq_len, impl, bias)
+        return self.final_norm(x)
+
+    def logits(self, hidden_BxTxD):
+        if self.cfg.tie_embeddings:
+            # Scaled so that logits start O(1) with unit-variance embeddings.
+            return self.embed.attend(hidden_BxTxD) / math.sqrt(self.cfg.d_model)
+        return self.head(hidden_BxTxD)
+
+
+def count_params(params) -> int:
+    return sum(x.size for x in jax.tree_util.tree_leaves(params))
