@@ -1,0 +1,170 @@
+"""The decoder-only LM with every encoding: causality, the two attention paths, lengths."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fire.encodings import NAMES, LengthError
+from fire.encodings.fire import FIRE
+from fire.model import SIZES, ModelConfig, Transformer, count_params
+
+TRAIN_LEN = 32
+VOCAB = 50
+
+
+def tiny(pe, **kwargs):
+    defaults = dict(vocab_size=VOCAB, num_layers=2, d_model=32, num_heads=4, d_ff=64,
+                    train_len=TRAIN_LEN, pe=pe, block_size=16)
+    cfg = ModelConfig(**{**defaults, **kwargs})
+    model = Transformer(cfg)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+    return model, params
+
+
+def tokens(B, T, seed=0):
+    return jax.random.randint(jax.random.key(seed), (B, T), 0, VOCAB)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def pe_model(request):
+    return request.param, *tiny(request.param)
+
+
+def test_no_future_leakage(pe_model):
+    pe, model, params = pe_model
+    x = tokens(2, 24)
+    changed = x.at[:, 13:].set((x[:, 13:] + 7) % VOCAB)
+    for impl in ("dense", "blockwise"):
+        a = model.apply({"params": params}, x, impl=impl)
+        b = model.apply({"params": params}, changed, impl=impl)
+        assert np.allclose(a[:, :13], b[:, :13], atol=1e-5), impl
+        assert not np.allclose(a[:, 13:], b[:, 13:], atol=1e-3), impl
+
+
+def test_dense_and_blockwise_agree_off_block_multiple(pe_model):
+    pe, model, params = pe_model
+    T = 27 if pe == "learned" else 37  # not multiples of the 16-token block
+    x = tokens(3, T, seed=1)
+    dense = model.apply({"params": params}, x, impl="dense")
+    blockwise = model.apply({"params": params}, x, impl="blockwise")
+    assert np.allclose(dense, blockwise, atol=2e-5), float(jnp.abs(dense - blockwise).max())
+    # Per-example position ids (offsets) take the same two paths.
+    positions = jnp.arange(T)[None] + jnp.array([[0], [5], [11]])
+    if pe != "learned":
+        dense = model.apply({"params": params}, x, positions, impl="dense")
+        blockwise = model.apply({"params": params}, x, positions, impl="blockwise")
+        assert np.allclose(dense, blockwise, atol=2e-5)
+
+
+def test_forward_at_four_times_training_length_is_finite(pe_model):
+    pe, model, params = pe_model
+    x = tokens(1, 4 * TRAIN_LEN)
+    if pe == "learned":
+        with pytest.raises(LengthError):
+            model.apply({"params": params}, x)
+        return
+    for impl in ("dense", "blockwise"):
+        assert np.isfinite(model.apply({"params": params}, x, impl=impl)).all()
+
+
+def test_explicit_position_grid_equals_implicit(pe_model):
+    pe, model, params = pe_model
+    x = tokens(2, 20)
+    implicit = model.apply({"params": params}, x)
+    explicit = model.apply({"params": params}, x, jnp.broadcast_to(jnp.arange(20), (2, 20)))
+    assert np.allclose(implicit, explicit, atol=1e-6)
+
+
+def test_positions_matter_except_for_nope(pe_model):
+    pe, model, params = pe_model
+    x = tokens(1, 20)
+    shift = 3 if pe == "learned" else 600  # FIRE is shift-invariant only below its threshold L (512)
+    shifted = model.apply({"params": params}, x, jnp.arange(20)[None] + shift)
+    same = np.allclose(model.apply({"params": params}, x), shifted, atol=1e-5)
+    # Relative encodings are shift-invariant; absolute ones and FIRE's normaliser are not.
+    invariant = {"nope", "rope", "t5", "alibi", "kerple_log", "kerple_power", "sandwich", "rope_pi", "yarn"}
+    assert same == (pe in invariant), pe
+
+
+@pytest.mark.parametrize("pe,per_layer_sets", [("fire", 2), ("fire_s", 1), ("t5", 1), ("kerple_log", 2)])
+def test_encoding_parameter_sets(pe, per_layer_sets):
+    model, params = tiny(pe)
+    flat = jax.tree_util.tree_flatten_with_path(nn.meta.unbox(params))[0]
+    owners = {tuple(str(k.key) for k in path[:-1]) for path, _ in flat
+              if any(name in str(path[-1]) for name in ("L_multiplier", "table", "raw_r1"))}
+    assert len(owners) == per_layer_sets, owners
+
+
+def test_fire_bias_computed_once_per_layer_never_per_example(monkeypatch):
+    calls = []
+    original = FIRE.bias_fn
+
+    def counting_bias_fn(self, seq_len):
+        fn = original(self, seq_len)
+
+        def counted(q_pos, k_pos):
+            calls.append(q_pos.shape)
+            return fn(q_pos, k_pos)
+
+        return counted
+
+    monkeypatch.setattr(FIRE, "bias_fn", counting_bias_fn)
+    for pe, expected in [("fire", 2), ("fire_s", 1)]:
+        model, params = tiny(pe)
+        calls.clear()
+        jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, tokens(4, 24))
+        assert len(calls) == expected and all(shape[0] == 1 for shape in calls), (pe, calls)
+
+
+def test_deterministic_given_seed_and_seed_matters():
+    cfg = ModelConfig(vocab_size=VOCAB, num_layers=1, d_model=32, num_heads=4, d_ff=64, train_len=16, pe="fire")
+    init = lambda seed: Transformer(cfg).init(jax.random.key(seed), jnp.zeros((1, 4), jnp.int32))
+    a, b, c = init(0), init(0), init(1)
+    same = jax.tree_util.tree_map(lambda u, v: bool(jnp.array_equal(u, v)), a, b)
+    assert all(jax.tree_util.tree_leaves(same))
+    assert not all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda u, v: bool(jnp.array_equal(u, v)), a, c)))
+
+
+def test_bfloat16_compute_tracks_float32():
+    model32, params = tiny("fire")
+    model16 = Transformer(dataclasses.replace(model32.cfg, dtype="bfloat16"))
+    x = tokens(2, 24)
+    a = model32.apply({"params": params}, x)
+    b = model16.apply({"params": params}, x)
+    assert b.dtype == jnp.float32 and float(jnp.abs(a - b).max()) < 0.1
+    assert np.allclose(b, model16.apply({"params": params}, x, impl="blockwise"), atol=0.05)
+
+
+def test_tied_embeddings_share_the_table():
+    model, params = tiny("rope", tie_embeddings=True)
+    assert "head" not in params
+    assert count_params(params) < count_params(tiny("rope")[1])
+    assert np.isfinite(model.apply({"params": params}, tokens(1, 8))).all()
+
+
+def test_every_weight_matrix_has_logical_axis_names():
+    _, params = tiny("fire")
+    names = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: isinstance(x, nn.Partitioned))[0]:
+        key = "/".join(str(k.key) for k in path if hasattr(k, "key"))
+        names[key] = leaf.names if isinstance(leaf, nn.Partitioned) else None
+    for key, axes in names.items():
+        if "encoding" in key or "L_multiplier" in key or key.endswith(("c", "_0", "_1")):
+            continue
+        assert axes is not None, key
+    assert names["embed/embedding"] == ("vocab", "embed")
+    assert names["blocks_0/attention/query/kernel"] == ("embed", "heads", "kv")
+
+
+def test_named_sizes():
+    assert SIZES["base"] == (12, 768, 12, 3072) and SIZES["large"] == (24, 1024, 16, 4096)
+    cfg = ModelConfig.from_size("tiny", vocab_size=259, train_len=64)
+    assert cfg.num_layers == 2 and cfg.dim_per_head == 32
+    with pytest.raises(ValueError, match="Unknown model size 'huge'"):
+        ModelConfig.from_size("huge", vocab_size=259, train_len=64)
+    with pytest.raises(ValueError, match="does not divide"):
+        ModelConfig(vocab_size=10, num_layers=1, d_model=30, num_heads=4, d_ff=8, train_len=8)
