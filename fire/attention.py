@@ -107,6 +107,22 @@ def blockwise_attention(
     return jnp.moveaxis(out, 0, 1).reshape(B, n * block, H, D)[:, :T]
 
 
+class Projection(nn.Module):
+    """``einsum(x, kernel)`` with a logically named kernel (float32 params, ``dtype`` compute)."""
+
+    shape: tuple
+    names: tuple
+    equation: str
+    std: float
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        init = nn.with_logical_partitioning(nn.initializers.normal(self.std), self.names)
+        kernel = self.param("kernel", init, self.shape, jnp.float32)
+        return jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype))
+
+
 class CausalSelfAttention(nn.Module):
     """Projections around :func:`dense_attention` / :func:`blockwise_attention`.
 
@@ -132,40 +148,21 @@ class CausalSelfAttention(nn.Module):
         bias_fn: Optional[BiasFn] = None,
         bias=None,
     ):
-        d_model = x_BxTxD.shape[-1]
-        dense = functools.partial(
-            nn.DenseGeneral,
-            features=(self.num_heads, self.head_dim),
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=nn.with_logical_partitioning(
-                nn.initializers.normal(1.0 / math.sqrt(d_model)), ("embed", "heads", "kv")
-            ),
-        )
-        q, k, v = (dense(name=n)(x_BxTxD) for n in ("query", "key", "value"))
-        q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
-        k = nn.with_logical_constraint(k, ("batch", "length", "heads", "kv"))
-        v = nn.with_logical_constraint(v, ("batch", "length", "heads", "kv"))
+        d_model, H, D = x_BxTxD.shape[-1], self.num_heads, self.head_dim
+        project_in = functools.partial(Projection, (d_model, H, D), ("embed", "heads", "kv"), "btd,dhk->bthk",
+                                       1.0 / math.sqrt(d_model), self.dtype)
+        q, k, v = (project_in(name=n)(x_BxTxD) for n in ("query", "key", "value"))
+        q, k, v = (nn.with_logical_constraint(t, ("batch", "length", "act_heads", "kv")) for t in (q, k, v))
         if rotate is not None:
             q, k = rotate(q, positions_BxT), rotate(k, positions_BxT)
         if impl == "dense":
             if bias is None and bias_fn is not None:
                 bias = bias_fn(positions_BxT, positions_BxT)
-            out = dense_attention(q, k, v, bias)
+            out_BxTxHxD = dense_attention(q, k, v, bias)
         elif impl == "blockwise":
-            out = blockwise_attention(q, k, v, positions_BxT, bias_fn, block_size)
+            out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, bias_fn, block_size)
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
-        return nn.DenseGeneral(
-            features=d_model,
-            axis=(-2, -1),
-            use_bias=False,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=nn.with_logical_partitioning(
-                nn.initializers.normal(self.out_init_scale / math.sqrt(self.num_heads * self.head_dim)),
-                ("heads", "kv", "embed"),
-            ),
-            name="out",
-        )(out)
+        out_std = self.out_init_scale / math.sqrt(H * D)
+        return Projection((H, D, d_model), ("heads", "kv", "embed"), "bthk,hkd->btd", out_std, self.dtype,
+                          name="out")(out_BxTxHxD)

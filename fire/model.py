@@ -86,7 +86,7 @@ class MLP(nn.Module):
         h = nn.Dense(cfg.d_ff, use_bias=False, dtype=dtype,
                      kernel_init=_partitioned_normal(1.0 / math.sqrt(cfg.d_model), ("embed", "mlp")),
                      name="wi")(x_BxTxD)
-        h = nn.with_logical_constraint(jax.nn.gelu(h), ("batch", "length", "mlp"))
+        h = nn.with_logical_constraint(jax.nn.gelu(h), ("batch", "length", "act_mlp"))
         out_std = 1.0 / math.sqrt(cfg.d_ff) / math.sqrt(2 * cfg.num_layers)
         return nn.Dense(cfg.d_model, use_bias=False, dtype=dtype,
                         kernel_init=_partitioned_normal(out_std, ("mlp", "embed")), name="wo")(h)
@@ -133,7 +133,7 @@ class Block(nn.Module):
         )
         x_BxTxD = x_BxTxD + h.astype(jnp.float32)
         x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD).astype(dtype)).astype(jnp.float32)
-        return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "embed"))
+        return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed"))
 
 
 class Transformer(nn.Module):
@@ -186,7 +186,7 @@ class Transformer(nn.Module):
             bias_fn = self.encoding.bias_fn(seq_len)
             if impl == "dense" and bias_fn is not None:
                 bias = bias_fn(positions_BxT, positions_BxT)  # once per forward, for all layers
-        x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         for block in self.blocks:
             x = block(x, positions_BxT, seq_len, impl, bias)
         return self.final_norm(x)
@@ -200,3 +200,35 @@ class Transformer(nn.Module):
 
 def count_params(params) -> int:
     return sum(x.size for x in jax.tree_util.tree_leaves(params))
+
+
+def matmul_params(cfg: ModelConfig) -> int:
+    """Parameters that take part in a matmul per token (the input lookup does not)."""
+    attn = 4 * cfg.d_model * cfg.num_heads * cfg.dim_per_head
+    mlp = 2 * cfg.d_model * cfg.d_ff
+    return cfg.num_layers * (attn + mlp) + cfg.d_model * cfg.vocab_size
+
+
+def train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """PaLM's model FLOPs (Chowdhery et al., App. B): ``6 N + 12 L H Q T`` per token, the
+    attention counted without a causal discount. Encoding costs are not counted."""
+    return 6 * matmul_params(cfg) + 12 * cfg.num_layers * cfg.num_heads * cfg.dim_per_head * seq_len
+
+
+def encoding_summary(cfg: ModelConfig, params) -> dict:
+    """The learned encoding parameters worth watching (FIRE's c and L, KERPLE's r1 and r2),
+    as ``{'pe/<layer>/<name>[/h<k>]': scalar}``; empty for parameter-free encodings."""
+    scopes = {"shared": params.get("encoding")} if "encoding" in params else {
+        name: block.get("own_encoding") for name, block in params.items() if name.startswith("blocks_")}
+    out = {}
+    for layer, enc_params in sorted(scopes.items()):
+        if not enc_params:
+            continue
+        values = cfg.build_encoding().apply({"params": enc_params}, method=lambda m: m.summary())
+        for name, value in values.items():
+            value = jnp.atleast_1d(value)
+            if value.size == 1:
+                out[f"pe/{layer}/{name}"] = value[0]
+            else:
+                out.update({f"pe/{layer}/{name}/h{h}": v for h, v in enumerate(value)})
+    return out

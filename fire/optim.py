@@ -1,0 +1,49 @@
+"""AdamW with warmup and decay, gradient clipping, and a weight-decay mask.
+
+No weight decay on norms, biases (vectors in general) or position-encoding parameters:
+decaying FIRE's ``c`` and threshold or KERPLE's kernel parameters towards 0 would change
+the encoding's shape, not regularise a weight matrix.
+"""
+
+import jax
+import optax
+
+ENCODING_SCOPES = ("encoding", "own_encoding")
+
+
+def learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
+    peak, warmup = opt_cfg.lr, opt_cfg.warmup_steps
+    end = peak * opt_cfg.min_lr_ratio
+    decay_steps = max(num_steps - warmup, 1)
+    if opt_cfg.schedule == "cosine":
+        decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=opt_cfg.min_lr_ratio)
+    elif opt_cfg.schedule == "linear":
+        decay = optax.linear_schedule(peak, end, decay_steps)
+    elif opt_cfg.schedule == "constant":
+        decay = optax.constant_schedule(peak)
+    else:
+        raise ValueError(f"Unknown schedule {opt_cfg.schedule!r}; valid: cosine, linear, constant.")
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def is_encoding_param(path) -> bool:
+    return any(getattr(k, "key", None) in ENCODING_SCOPES for k in path)
+
+
+def decay_mask(params):
+    """True for weight matrices outside position encodings."""
+    return jax.tree_util.tree_map_with_path(lambda path, x: x.ndim >= 2 and not is_encoding_param(path), params)
+
+
+def make_optimizer(opt_cfg, num_steps: int) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(opt_cfg.clip_norm),
+        optax.adamw(
+            learning_rate_schedule(opt_cfg, num_steps),
+            b1=opt_cfg.b1,
+            b2=opt_cfg.b2,
+            eps=opt_cfg.eps,
+            weight_decay=opt_cfg.weight_decay,
+            mask=decay_mask,
+        ),
+    )

@@ -1,0 +1,381 @@
+"""The training loop: sharded at init, jitted with donation, resumable, preemption-safe.
+
+Resume precedence: (1) the workdir's latest checkpoint (parameters, optimizer state, step
+and data position); (2) else ``init_from`` (another run's weights only); (3) else a fresh
+initialisation from ``seed``.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
+
+import fire
+from fire import data as fire_data
+from fire.checkpoint import Checkpointer, abstract_like, restore_params
+from fire.errors import ConfigError, NonFiniteLossError
+from fire.losses import token_nll
+from fire.metrics import MetricsWriter, Progress, format_duration, log
+from fire.model import ModelConfig, Transformer, encoding_summary, train_flops_per_token
+from fire.optim import learning_rate_schedule, make_optimizer
+from fire.sharding import RULES, batch_sharding, data_parallel_size, make_mesh
+
+# Keys that may change between a run and its resumption without making it another run.
+RESUMABLE_CHANGES = ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+                     "init_from", "mesh", "peak_flops", "data.num_workers", "data.data_dir")
+
+
+def model_config(config, vocab_size: int) -> ModelConfig:
+    m = config.model
+    multiple = m.vocab_multiple or 1
+    return ModelConfig(
+        vocab_size=-(-vocab_size // multiple) * multiple,
+        num_layers=m.num_layers, d_model=m.d_model, num_heads=m.num_heads, d_ff=m.d_ff,
+        head_dim=m.head_dim, tie_embeddings=m.tie_embeddings, dtype=m.dtype, attention=m.attention,
+        block_size=m.block_size, train_len=config.train_len, pe=config.pe, pe_options=config.encoding.to_dict(),
+    )
+
+
+def check_config(config, mesh) -> None:
+    """Every error a config can cause, before any compute."""
+    dp = data_parallel_size(mesh)
+    micro = config.batch_size // max(config.grad_accum_steps, 1)
+    if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
+        raise ConfigError(f"batch_size {config.batch_size} does not divide into grad_accum_steps "
+                          f"{config.grad_accum_steps} micro-batches.")
+    if micro % dp:
+        raise ConfigError(f"The micro-batch of {micro} sequences does not divide over the {dp}-way data axis "
+                          f"(mesh data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']}); choose a batch_size "
+                          f"that is a multiple of {dp * config.grad_accum_steps}.")
+    if config.batch_size % jax.process_count():
+        raise ConfigError(f"batch_size {config.batch_size} does not divide over {jax.process_count()} processes.")
+    if config.pe == "learned" and 0 < config.encoding.max_len < config.train_len:
+        raise ConfigError(f"pe=learned has max_len {config.encoding.max_len} < train_len {config.train_len}: "
+                          f"it cannot represent its own training windows.")
+    tensor = mesh.shape["tensor"]
+    if config.model.num_heads % tensor or config.model.d_ff % tensor:
+        raise ConfigError(f"The {tensor}-way tensor axis must divide num_heads ({config.model.num_heads}) "
+                          f"and d_ff ({config.model.d_ff}).")
+    if config.num_steps < 1:
+        raise ConfigError(f"num_steps must be positive, got {config.num_steps}.")
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def check_workdir(config, workdir: str) -> None:
+    """A workdir holds one run: refuse a config that differs in anything but bookkeeping."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = _flatten(json.load(f))
+    current = _flatten(json.loads(config.to_json_best_effort()))
+    changed = sorted(k for k in set(saved) | set(current)
+                     if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES))
+    if changed:
+        details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
+        raise ConfigError(f"{workdir} holds a run with a different config ({details}). "
+                          f"Use a new --workdir, or start from its weights with --config.init_from={workdir}.")
+
+
+def code_version() -> dict:
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    version = {"fire": fire.__version__}
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", repo, *a], capture_output=True, text=True, timeout=10).stdout
+        version["commit"] = run("rev-parse", "HEAD").strip()
+        version["dirty"] = bool(run("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def save_run_info(config, workdir: str) -> None:
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    with open(os.path.join(workdir, "code_version.json"), "w") as f:
+        json.dump(code_version(), f, indent=2)
+
+
+class Preemption:
+    """SIGTERM sets a flag; the loop saves and exits at the next step boundary, all
+    processes at the same step."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def reached(self) -> bool:
+        if jax.process_count() == 1:
+            return self.requested
+        return bool(multihost_utils.process_allgather(np.array(self.requested)).any())
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything built from a config, before the loop starts."""
+
+    config: ml_collections.ConfigDict
+    mesh: jax.sharding.Mesh
+    tokenizer: object
+    model_cfg: ModelConfig
+    model: Transformer
+    state_sharding: dict
+    abstract_state: dict
+    init_fn: object
+    train_step: object
+    eval_step: object
+
+
+def build(config) -> Run:
+    mesh = make_mesh(config.mesh.to_dict())
+    check_config(config, mesh)
+    tokenizer = fire_data.get_tokenizer(config.data)
+    model_cfg = model_config(config, tokenizer.vocab_size)
+    model_cfg.build_encoding()  # unknown encoding options fail here, before compute
+    model = Transformer(model_cfg)
+    tx = make_optimizer(config.optimizer, config.num_steps)
+    schedule = learning_rate_schedule(config.optimizer, config.num_steps)
+
+    def init_boxed(rng):
+        params = model.init(rng, jnp.zeros((1, config.train_len), jnp.int32))["params"]
+        return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+        boxed = jax.eval_shape(init_boxed, jax.random.key(0))
+        state_sharding = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
+    abstract_state = abstract_like(nn.meta.unbox(boxed), state_sharding)
+    init_fn = jax.jit(lambda rng: nn.meta.unbox(init_boxed(rng)), out_shardings=state_sharding)
+
+    accum = config.grad_accum_steps
+    data_spec = PartitionSpec(("data", "fsdp"))
+
+    def loss_fn(params, inputs_BxT, targets_BxT):
+        logits = model.apply({"params": params}, inputs_BxT)
+        return token_nll(logits, targets_BxT).mean()
+
+    def train_step(state, batch):
+        params = state["params"]
+        grad_fn = jax.value_and_grad(loss_fn)
+        if accum == 1:
+            loss, grads = grad_fn(params, batch["inputs"], batch["targets"])
+        else:
+            # Micro-batch k takes rows k, k + accum, ...: each device keeps its own rows.
+            def split(x_BxT):
+                x = x_BxT.reshape(-1, accum, x_BxT.shape[-1]).swapaxes(0, 1)
+                return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp"))))
+
+            def micro_step(carry, micro):
+                loss, grads = grad_fn(params, *micro)
+                return jax.tree_util.tree_map(jnp.add, carry, (loss, grads)), None
+
+            zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
+            (loss, grads), _ = jax.lax.scan(micro_step, zeros, (split(batch["inputs"]), split(batch["targets"])))
+            loss, grads = jax.tree_util.tree_map(lambda x: x / accum, (loss, grads))
+        updates, opt_state = tx.update(grads, state["opt_state"], params)
+        params = optax.apply_updates(params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state["step"]),
+                   **encoding_summary(model_cfg, params)}
+        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+    def eval_step(params, inputs_BxT, targets_BxT, weights_BxT):
+        nll = token_nll(model.apply({"params": params}, inputs_BxT), targets_BxT)
+        return (nll * weights_BxT).sum(), weights_BxT.sum()
+
+    batch_shard = NamedSharding(mesh, data_spec)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+        train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_shard),
+                             out_shardings=(state_sharding, replicated), donate_argnums=0)
+        eval_step = jax.jit(eval_step, in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
+                            out_shardings=replicated)
+    return Run(config, mesh, tokenizer, model_cfg, model, state_sharding, abstract_state, init_fn, train_step,
+               eval_step)
+
+
+def global_batch(run: Run, local: dict) -> dict:
+    """This process's rows -> global arrays sharded over the data axes."""
+    sharding = batch_sharding(run.mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+class Validation:
+    """Mean loss on the validation split at the training length (protocol ``stream``)."""
+
+    def __init__(self, run: Run):
+        config = run.config
+        self.run = run
+        windows = fire_data.eval_windows(config.data, run.tokenizer, config.train_len, protocol="stream",
+                                         token_budget=config.eval_tokens)
+        dp = data_parallel_size(run.mesh)
+        batch = -(-max(config.batch_size // config.grad_accum_steps, dp) // dp) * dp
+        n = -(-len(windows.inputs) // batch) * batch
+        pad = lambda x: np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)])
+        self.batches = [
+            {k: v[i:i + batch] for k, v in
+             dict(inputs=pad(windows.inputs), targets=pad(windows.targets), weights=pad(windows.weights)).items()}
+            for i in range(0, n, batch)
+        ]
+        self.n_tokens = windows.n_tokens
+
+    def __call__(self, params) -> dict:
+        sharding = batch_sharding(self.run.mesh)
+        total, count = 0.0, 0.0
+        with jax.set_mesh(self.run.mesh), nn.logical_axis_rules(RULES):
+            for b in self.batches:
+                arrays = [jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+                          for v in (b["inputs"], b["targets"], b["weights"])]
+                loss_sum, weight_sum = self.run.eval_step(params, *arrays)
+                total, count = total + float(loss_sum), count + float(weight_sum)
+        loss = total / count
+        return {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
+
+
+def initial_state(run: Run, checkpointer: Checkpointer, iterator):
+    config = run.config
+    step = checkpointer.latest_step()
+    if step is not None:
+        state, data_state = checkpointer.restore(step, run.abstract_state)
+        iterator.set_state(data_state)
+        log(f"Resumed from {checkpointer.directory} at step {step}.")
+        return state
+    state = run.init_fn(jax.random.key(config.seed))
+    if config.init_from:
+        params, from_step = restore_params(config.init_from, run.abstract_state["params"])
+        state = {**state, "params": params}
+        log(f"Initialised weights from {config.init_from} (step {from_step}); optimizer and data start fresh.")
+    return state
+
+
+def compile_step(run: Run, state, batch):
+    """Compiles ahead of the loop and reports the step's memory."""
+    t0 = time.perf_counter()
+    with jax.set_mesh(run.mesh), nn.logical_axis_rules(RULES):
+        compiled = run.train_step.lower(state, batch).compile()
+    memory = compiled.memory_analysis()
+    if memory is not None:
+        mib = lambda b: b / 2**20
+        log(f"Compiled train step in {time.perf_counter() - t0:.1f}s: arguments {mib(memory.argument_size_in_bytes):.1f} "
+            f"MiB, outputs {mib(memory.output_size_in_bytes):.1f} MiB, temporaries "
+            f"{mib(memory.temp_size_in_bytes):.1f} MiB per device.")
+    return compiled
+
+
+def train(config, workdir: str) -> dict:
+    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the
+    final metrics."""
+    check_workdir(config, workdir)
+    run = build(config)
+    fire_data.prepare(config.data, run.tokenizer)
+    iterator = fire_data.train_iterator(config.data, run.tokenizer, config.train_len, config.batch_size, config.seed,
+                                        jax.process_index(), jax.process_count())
+    validation = Validation(run)
+    save_run_info(config, workdir)
+    checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+    writer = MetricsWriter(workdir)
+    preemption = Preemption()
+    try:
+        return _loop(run, workdir, iterator, validation, checkpointer, writer, preemption)
+    finally:
+        preemption.restore()
+        checkpointer.close()
+        writer.close()
+        iterator.close()
+
+
+def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) -> dict:
+    config = run.config
+    state = initial_state(run, checkpointer, iterator)
+    step = int(state["step"])
+    log(f"{config.pe} | {config.size} | train_len {config.train_len} | {run.model_cfg.num_layers} layers, "
+        f"d {run.model_cfg.d_model} | {sum(x.size for x in jax.tree_util.tree_leaves(state['params'])):,} params | "
+        f"mesh {dict(run.mesh.shape)} | {jax.process_count()} process(es) | workdir {workdir}")
+    if step >= config.num_steps:
+        log(f"Already trained to step {step} (num_steps {config.num_steps}).")
+        return {}
+    tokens_per_step = config.batch_size * config.train_len
+    progress = Progress(config.num_steps, tokens_per_step,
+                        train_flops_per_token(run.model_cfg, config.train_len) * tokens_per_step,
+                        config.peak_flops * jax.device_count())
+    batch = global_batch(run, next(iterator))
+    train_step = compile_step(run, state, batch)
+    last_saved = checkpointer.latest_step()
+    pending = None  # (step, metrics) of the step in flight: read after the next is dispatched
+    final = {}
+    t_start = time.perf_counter()
+    progress.start(step)
+
+    def finish(step_done, metrics_done):
+        """Host-side work for a dispatched step: NaN guard and logs."""
+        loss = float(metrics_done["loss"])
+        if not math.isfinite(loss):
+            where = f"step {last_saved} in {checkpointer.directory}" if last_saved else "none was saved"
+            raise NonFiniteLossError(f"The loss became {loss} at step {step_done}; stopping. The last good "
+                                     f"checkpoint is kept ({where}). Lower optimizer.lr or raise warmup_steps.")
+        if step_done % config.log_every == 0 or step_done == config.num_steps:
+            scalars = {k: float(v) for k, v in jax.device_get(metrics_done).items()}
+            scalars.update(progress.rates(step_done))
+            log(progress.line(step_done, scalars))
+            writer.write(step_done, scalars)
+            final.update(scalars)
+
+    while step < config.num_steps:
+        state, metrics = train_step(state, batch)
+        step += 1
+        if pending is not None:
+            finish(*pending)
+        pending = (step, metrics)
+        last = step == config.num_steps
+        evaluate = last or (config.eval_every and step % config.eval_every == 0)
+        preempted = preemption.reached()
+        save = last or preempted or step % config.checkpoint_every == 0
+        if evaluate or save:
+            finish(*pending)  # a step's loss must be finite before it is saved
+            pending = None
+        if evaluate:
+            ev = validation(state["params"])
+            log(f"step {step} | validation at {config.train_len}: loss {ev['eval_loss']:.4f}, "
+                f"ppl {ev['eval_ppl']:.2f} ({validation.n_tokens} tokens)")
+            writer.write(step, ev)
+            final.update(ev)
+            progress.start(step)  # keep evaluation out of the throughput
+        if save:
+            checkpointer.save(step, state, iterator.get_state())
+            last_saved = step
+        if preempted and not last:
+            checkpointer.wait()
+            log(f"Preempted: saved step {step} to {checkpointer.directory}; re-run the same command to resume.")
+            return final
+        if not last:
+            batch = global_batch(run, next(iterator))
+    checkpointer.wait()
+    log(f"Done: {step} steps in {format_duration(time.perf_counter() - t_start)}; checkpoints in "
+        f"{checkpointer.directory}.")
+    return final

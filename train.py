@@ -1,0 +1,47 @@
+"""Train a decoder-only LM with a chosen position encoding.
+
+    python train.py --config=configs/lm.py:pe=fire,size=tiny,train_len=512 --workdir=runs/fire_512
+
+Re-running the same command resumes from the workdir's latest checkpoint. Multi-host:
+pass --coordinator_address, --num_processes and --process_id to every process, or
+--distributed to let JAX detect the cluster (TPU pods, SLURM, ...).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file("config", None, "Config file and sweep axes, e.g. configs/lm.py:pe=fire.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the resolved config go.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
+flags.DEFINE_bool("distributed", False, "Initialise jax.distributed with cluster auto-detection.")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax and grain log every save at INFO
+    import jax
+
+    if FLAGS.coordinator_address or FLAGS.distributed:
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+
+    from fire.errors import user_errors
+    from fire.trainer import train
+
+    try:
+        train(FLAGS.config, FLAGS.workdir)
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)
