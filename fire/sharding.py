@@ -34,7 +34,8 @@ class MeshError(ValueError):
 
 
 def mesh_shape(requested: dict, num_devices: int) -> dict:
-    """Resolves ``-1`` (at most one) so the axes multiply to ``num_devices``."""
+    """Resolves ``-1`` (at most one) so the axes multiply to ``num_devices``. Fully explicit
+    sizes may use fewer devices than there are (e.g. a 1-device reference run)."""
     sizes = {axis: int(requested.get(axis, 1)) for axis in MESH_AXES}
     fill = [a for a, s in sizes.items() if s == -1]
     if len(fill) > 1:
@@ -44,7 +45,7 @@ def mesh_shape(requested: dict, num_devices: int) -> dict:
         if num_devices % known:
             raise MeshError(f"Mesh {sizes}: {num_devices} devices do not divide by the fixed axes ({known}).")
         sizes[fill[0]] = num_devices // known
-    if math.prod(sizes.values()) != num_devices:
+    if math.prod(sizes.values()) > num_devices or (fill and math.prod(sizes.values()) != num_devices):
         raise MeshError(f"Mesh {sizes} needs {math.prod(sizes.values())} devices but {num_devices} are present.")
     return sizes
 
@@ -53,6 +54,7 @@ def make_mesh(requested: dict, devices=None) -> Mesh:
     devices = jax.devices() if devices is None else devices
     sizes = mesh_shape(requested, len(devices))
     shape = tuple(sizes[a] for a in MESH_AXES)
+    devices = devices[: math.prod(shape)]
     try:
         grid = mesh_utils.create_device_mesh(shape, devices)
     except Exception:  # e.g. CPU devices with no topology: plain row-major order

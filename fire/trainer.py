@@ -88,8 +88,9 @@ def check_workdir(config, workdir: str) -> None:
     with open(path) as f:
         saved = _flatten(json.load(f))
     current = _flatten(json.loads(config.to_json_best_effort()))
-    changed = sorted(k for k in set(saved) | set(current)
-                     if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES))
+    changed = sorted((k for k in set(saved) | set(current)
+                      if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES)),
+                     key=lambda k: (k.count("."), k))  # top-level keys (pe, size, ...) first
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
         raise ConfigError(f"{workdir} holds a run with a different config ({details}). "

@@ -55,6 +55,10 @@ class PositionEncoding(nn.Module):
     def bias_fn(self, seq_len: int) -> Optional[BiasFn]:
         return None
 
+    def summary(self) -> dict:
+        """Learned parameters worth logging over training, as ``{name: scalar or [H]}``."""
+        return {}
+
 
 def relative_distance(q_pos_BxQ: Array, k_pos_BxK: Array) -> Array:
     """``i - j`` as float32 ``BxQxK``, clamped at 0.

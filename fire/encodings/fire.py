@@ -56,6 +56,9 @@ class FIRE(PositionEncoding):
         m = self.L_multiplier if self.learn_L else 1.0
         return jnp.abs(m * self.L0)
 
+    def summary(self):
+        return {"c": jnp.abs(self.c), "L": self.threshold_L()}
+
     def psi(self, t, c):
         return jnp.log1p(c * t) if self.log_transform else t
 

@@ -37,8 +37,12 @@ class _Kerple(PositionEncoding):
         self.raw_r2 = self.param("raw_r2", uniform_via(self.inverse_r2, 1.0), (self.num_heads,))
 
     def params_r1_r2(self):
-        """The constrained per-head parameters (r1, r2), for logging and tests."""
+        """The constrained per-head parameters (r1, r2)."""
         return jax.nn.softplus(self.raw_r1), self.r2(self.raw_r2)
+
+    def summary(self):
+        r1, r2 = self.params_r1_r2()
+        return {"r1": r1, "r2": r2}
 
     def bias_fn(self, seq_len):
         r1_H, r2_H = self.params_r1_r2()
