@@ -202,7 +202,7 @@ def build(config) -> Run:
             loss, grads = jax.tree_util.tree_map(lambda x: x / accum, (loss, grads))
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": schedule(state["step"]),
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state["step"]),
                    **encoding_summary(model_cfg, params)}
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 

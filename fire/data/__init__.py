@@ -1,11 +1,13 @@
 """Data: corpora, tokenizers, the packed training stream and evaluation windows.
 
+Usage:
+
     cfg = fire.data.default_config()            # the `data` config block
-    fire.data.prepare(cfg)                      # build / tokenize once (idempotent)
     tok = fire.data.get_tokenizer(cfg)
+    fire.data.prepare(cfg, tok)                 # build / tokenize once (idempotent)
     it = fire.data.train_iterator(cfg, tok, seq_len=512, global_batch_size=8, seed=0)
     batch = next(it)                            # {'inputs', 'targets'}: int32 [8, 512]
-    ev = fire.data.eval_windows(cfg, tok, length=2048)   # protocol cfg.eval_protocol
+    ev = fire.data.eval_windows(cfg, tok, length=2048)  # protocol: cfg.eval_protocol
 """
 
 from fire.data.config import cache_root
@@ -23,42 +25,67 @@ from fire.data.tokenizers import get_tokenizer
 from fire.data.tokenizers import TOKENIZERS
 from fire.data.tokenizers import Tokenizer
 
-DATASETS = ('shakespeare', 'text_dir', '<TFDS catalog name>')
+__all__ = [
+    "DATASETS", "DataError", "EvalWindows", "PROTOCOLS", "TOKENIZERS", "Tokenizer",
+    "TrainIterator", "bits_per_byte", "cache_root", "corpus_stats", "default_config",
+    "eval_windows", "get_tokenizer", "make_eval_windows", "make_train_iterator", "open_corpus",
+    "prepare", "split_tokens", "train_iterator",
+]  # fmt: skip
+
+DATASETS = ("shakespeare", "text_dir", "<TFDS catalog name>")
 
 
 def prepare(data_cfg, tokenizer=None) -> None:
-  """Prepares the dataset, the tokenizer and both splits' token caches. Idempotent;
-  safe to call from every process (each artifact is published atomically)."""
-  tokenizer = tokenizer or get_tokenizer(data_cfg)
-  corpus = open_corpus(data_cfg)
-  for split in (data_cfg.train_split, data_cfg.eval_split):
-    split_tokens(data_cfg, corpus, tokenizer, split)
+    """Prepares the dataset, the tokenizer and both splits' token caches. Idempotent;
+    safe to call from every process (each artifact is published atomically)."""
+    tokenizer = tokenizer or get_tokenizer(data_cfg)
+    corpus = open_corpus(data_cfg)
+    for split in (data_cfg.train_split, data_cfg.eval_split):
+        split_tokens(data_cfg, corpus, tokenizer, split)
 
 
-def train_iterator(data_cfg, tokenizer, seq_len: int, global_batch_size: int, seed: int,
-                   process_index: int = 0, process_count: int = 1) -> TrainIterator:
-  """Infinite iterator of {'inputs', 'targets'}: int32 [global_batch_size // process_count,
-  seq_len], with get_state() / set_state() for exact resume."""
-  tokens = split_tokens(data_cfg, open_corpus(data_cfg), tokenizer, data_cfg.train_split)
-  return make_train_iterator(tokens, seq_len, global_batch_size, seed, process_index,
-                             process_count, data_cfg.num_workers)
+def train_iterator(
+    data_cfg,
+    tokenizer,
+    seq_len: int,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> TrainIterator:
+    """Infinite iterator of {'inputs', 'targets'}: int32 [global_batch_size // process_count,
+    seq_len], with get_state() / set_state() for exact resume."""
+    tokens = split_tokens(data_cfg, open_corpus(data_cfg), tokenizer, data_cfg.train_split)
+    return make_train_iterator(
+        tokens, seq_len, global_batch_size, seed, process_index, process_count, data_cfg.num_workers
+    )
 
 
-def eval_windows(data_cfg, tokenizer, length: int, protocol: str | None = None,
-                 token_budget: int | None = None, stride: int | None = None) -> EvalWindows:
-  """Windows of `length` tokens from the eval split; defaults come from data_cfg."""
-  tokens = split_tokens(data_cfg, open_corpus(data_cfg), tokenizer, data_cfg.eval_split)
-  return make_eval_windows(
-      tokens, tokenizer, length, protocol or data_cfg.eval_protocol,
-      token_budget if token_budget is not None else data_cfg.eval_tokens,
-      stride if stride is not None else data_cfg.eval_stride)
+def eval_windows(
+    data_cfg,
+    tokenizer,
+    length: int,
+    protocol: str | None = None,
+    token_budget: int | None = None,
+    stride: int | None = None,
+) -> EvalWindows:
+    """Windows of `length` tokens from the eval split; defaults come from data_cfg."""
+    tokens = split_tokens(data_cfg, open_corpus(data_cfg), tokenizer, data_cfg.eval_split)
+    return make_eval_windows(
+        tokens,
+        tokenizer,
+        length,
+        protocol or data_cfg.eval_protocol,
+        token_budget if token_budget is not None else data_cfg.eval_tokens,
+        stride if stride is not None else data_cfg.eval_stride,
+    )
 
 
 def corpus_stats(data_cfg, tokenizer) -> dict[str, dict[str, int]]:
-  """{split: {'documents', 'bytes', 'tokens'}} for the train and eval splits."""
-  corpus = open_corpus(data_cfg)
-  stats = {}
-  for split in (data_cfg.train_split, data_cfg.eval_split):
-    meta = split_tokens(data_cfg, corpus, tokenizer, split).meta
-    stats[split] = {k: meta[k] for k in ('documents', 'bytes', 'tokens')}
-  return stats
+    """{split: {'documents', 'bytes', 'tokens'}} for the train and eval splits."""
+    corpus = open_corpus(data_cfg)
+    stats = {}
+    for split in (data_cfg.train_split, data_cfg.eval_split):
+        meta = split_tokens(data_cfg, corpus, tokenizer, split).meta
+        stats[split] = {k: meta[k] for k in ("documents", "bytes", "tokens")}
+    return stats

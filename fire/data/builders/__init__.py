@@ -2,3 +2,5 @@
 
 from fire.data.builders.shakespeare import Shakespeare
 from fire.data.builders.text_dir import TextDir
+
+__all__ = ["Shakespeare", "TextDir"]

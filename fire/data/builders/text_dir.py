@@ -16,89 +16,97 @@ from fire.data.builders.base import QuietBuilder
 from fire.data.errors import DataError
 
 VALIDATION_FRACTION = 0.1
-SPLIT_FOLDERS = ('train', 'validation')
+SPLIT_FOLDERS = ("train", "validation")
 
 
 def _hash_fraction(name: str) -> float:
-  return int(hashlib.sha256(name.encode()).hexdigest()[:15], 16) / 16**15
+    return int(hashlib.sha256(name.encode()).hexdigest()[:15], 16) / 16**15
 
 
 def split_files(path) -> dict[str, list[pathlib.Path]]:
-  """{'train': [...], 'validation': [...]} of `*.txt` files under `path` (sorted)."""
-  root = pathlib.Path(path or '').expanduser()
-  if not path or not root.is_dir():
-    raise DataError(f"text_dir needs an existing folder as data.path; got {str(path)!r}.")
-  subfolders = [s for s in SPLIT_FOLDERS if (root / s).is_dir()]
-  if subfolders:
-    splits = {s: sorted((root / s).rglob('*.txt')) for s in SPLIT_FOLDERS if s in subfolders}
-    empty = [s for s in SPLIT_FOLDERS if not splits.get(s)]
-    if empty:
-      found = ', '.join(f'{s}/: {len(splits.get(s, []))} .txt files' for s in SPLIT_FOLDERS)
-      raise DataError(f'text_dir {root} has split subfolders but {empty[0]}/ has no '
-                      f'*.txt files ({found}).')
-    return splits
-  files = sorted(root.rglob('*.txt'))
-  if len(files) < 2:
-    raise DataError(f'text_dir {root} has {len(files)} *.txt files; it needs at least 2 '
-                    f'(or train/ and validation/ subfolders) to split into train and '
-                    f'validation.')
-  rel = {f: f.relative_to(root).as_posix() for f in files}
-  validation = [f for f in files if _hash_fraction(rel[f]) < VALIDATION_FRACTION]
-  validation = validation or [min(files, key=lambda f: _hash_fraction(rel[f]))]
-  return {'train': [f for f in files if f not in validation], 'validation': validation}
+    """{'train': [...], 'validation': [...]} of `*.txt` files under `path` (sorted)."""
+    root = pathlib.Path(path or "").expanduser()
+    if not path or not root.is_dir():
+        raise DataError(f"text_dir needs an existing folder as data.path; got {str(path)!r}.")
+    subfolders = [s for s in SPLIT_FOLDERS if (root / s).is_dir()]
+    if subfolders:
+        splits = {s: sorted((root / s).rglob("*.txt")) for s in SPLIT_FOLDERS if s in subfolders}
+        empty = [s for s in SPLIT_FOLDERS if not splits.get(s)]
+        if empty:
+            found = ", ".join(f"{s}/: {len(splits.get(s, []))} .txt files" for s in SPLIT_FOLDERS)
+            raise DataError(
+                f"text_dir {root} has split subfolders but {empty[0]}/ has no "
+                f"*.txt files ({found})."
+            )
+        return splits
+    files = sorted(root.rglob("*.txt"))
+    if len(files) < 2:
+        raise DataError(
+            f"text_dir {root} has {len(files)} *.txt files; it needs at least 2 "
+            f"(or train/ and validation/ subfolders) to split into train and "
+            f"validation."
+        )
+    rel = {f: f.relative_to(root).as_posix() for f in files}
+    validation = [f for f in files if _hash_fraction(rel[f]) < VALIDATION_FRACTION]
+    validation = validation or [min(files, key=lambda f: _hash_fraction(rel[f]))]
+    return {"train": [f for f in files if f not in validation], "validation": validation}
 
 
 def fingerprint(path) -> str:
-  """Identifies the folder's current content (names, sizes, mtimes) for caching."""
-  root = pathlib.Path(path).expanduser().absolute()
-  h = hashlib.sha256(str(root).encode())
-  for split, files in split_files(root).items():
-    for f in files:
-      st = f.stat()
-      h.update(f'{split}\0{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0'.encode())
-  return h.hexdigest()[:16]
+    """Identifies the folder's current content (names, sizes, mtimes) for caching."""
+    root = pathlib.Path(path).expanduser().absolute()
+    h = hashlib.sha256(str(root).encode())
+    for split, files in split_files(root).items():
+        for f in files:
+            st = f.stat()
+            h.update(f"{split}\0{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:16]
 
 
 def read_text(file: pathlib.Path) -> str:
-  data = file.read_bytes()
-  try:
-    return data.decode('utf-8')
-  except UnicodeDecodeError as e:
-    raise DataError(f'{file} is not UTF-8 text: byte {data[e.start]:#04x} at offset '
-                    f'{e.start} of {len(data)} cannot be decoded.') from None
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{file} is not UTF-8 text: byte {data[e.start]:#04x} at offset "
+            f"{e.start} of {len(data)} cannot be decoded."
+        ) from None
 
 
 class TextDir(QuietBuilder):
-  """A folder of *.txt files; prepared once per folder content (see `fingerprint`)."""
+    """A folder of *.txt files; prepared once per folder content (see `fingerprint`)."""
 
-  name = 'text_dir'
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'One document per *.txt file.'}
+    name = "text_dir"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "One document per *.txt file."}
 
-  def __init__(self, *, path=None, **kwargs):
-    """`path`: the folder to prepare; not needed to read a prepared copy."""
-    self._path = path
-    super().__init__(**kwargs)
+    def __init__(self, *, path=None, **kwargs):
+        """`path`: the folder to prepare; not needed to read a prepared copy."""
+        self._path = path
+        super().__init__(**kwargs)
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'path': tfds.features.Text(),
-            'text': tfds.features.Text(),
-        }),
-        disable_shuffling=True,  # keep file order: eval streams start at a fixed text
-    )
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict(
+                {
+                    "path": tfds.features.Text(),
+                    "text": tfds.features.Text(),
+                }
+            ),
+            disable_shuffling=True,  # keep file order: eval streams start at a fixed text
+        )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # nothing to download
-    root = pathlib.Path(self._path).expanduser()
-    # A DataError raised while generating propagates as is, and TFDS then deletes its
-    # incomplete folder: nothing half-written is left.
-    return {s: self._generate_examples(root, files) for s, files in split_files(root).items()}
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing to download
+        root = pathlib.Path(self._path).expanduser()
+        # A DataError raised while generating propagates as is, and TFDS then deletes its
+        # incomplete folder: nothing half-written is left.
+        return {s: self._generate_examples(root, files) for s, files in split_files(root).items()}
 
-  def _generate_examples(self, root, files):
-    for f in files:
-      rel = os.path.relpath(f, root)
-      yield rel, {'path': rel, 'text': read_text(f)}
+    def _generate_examples(self, root, files):
+        for f in files:
+            rel = os.path.relpath(f, root)
+            yield rel, {"path": rel, "text": read_text(f)}
