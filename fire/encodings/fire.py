@@ -90,11 +90,10 @@ class FIRE(PositionEncoding):
 
 def mlp(layers, x):
     """``f_theta`` with ReLU between layers: ``x_...`` -> ``..xH``."""
-    h = x[..., None]
-    for k, (kernel, bias) in enumerate(layers):
-        h = h @ kernel + bias
-        if k < len(layers) - 1:
-            h = jax.nn.relu(h)
+    (kernel_1xW, bias_W), *rest = layers
+    h = x[..., None] * kernel_1xW[0] + bias_W  # the 1-input layer as a broadcast, not a K=1 matmul
+    for kernel, bias in rest:
+        h = jax.nn.relu(h) @ kernel + bias
     return h
 
 
