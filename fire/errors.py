@@ -13,6 +13,7 @@ def user_errors():
     """The exception types the command-line tools report without a traceback."""
     from fire.data import DataError
     from fire.encodings import LengthError, UnknownEncodingError
+    from fire.evaluation import EvalError
     from fire.sharding import MeshError
 
-    return (ConfigError, NonFiniteLossError, DataError, LengthError, UnknownEncodingError, MeshError)
+    return (ConfigError, NonFiniteLossError, DataError, LengthError, UnknownEncodingError, MeshError, EvalError)

@@ -1,0 +1,60 @@
+"""Length sweep: evaluate trained runs at (longer) lengths; write tables and figures.
+
+    python eval_length.py --workdir=runs/fire_512 --workdir=runs/rope_512 \
+        --lengths=512,1024,2048,4096,8192 --output_dir=results/
+
+``--workdir`` repeats and takes globs (quote them: --workdir='runs/*'). Default lengths:
+each run's training length times 1, 2, 4, 8, 16. Protocols (--protocol): ``stream``
+(non-overlapping windows of the validation stream), ``docs`` (windows inside single
+documents), ``sliding`` (windows every --stride tokens, each scoring its last --stride
+targets). ``--dry_run`` compiles every length and prints its memory plan without running.
+Re-running into the same --output_dir reuses the rows already computed.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from fire.data import PROTOCOLS
+
+flags.DEFINE_multi_string("workdir", None, "A training run's folder, or a quoted glob of them; repeatable.")
+flags.DEFINE_list("lengths", [], "Evaluation lengths (default: each run's train_len x 1, 2, 4, 8, 16).")
+flags.DEFINE_enum("protocol", "stream", PROTOCOLS, "How the validation split is cut into windows.")
+flags.DEFINE_integer("stride", 0, "sliding protocol: tokens between window starts (0: length // 2).")
+flags.DEFINE_integer("eval_tokens", 65536, "Tokens scored per length (whole windows, capped by the split).")
+flags.DEFINE_integer("batch_tokens", 32768, "Tokens per batch; batch size = max(1, batch_tokens // length).")
+flags.DEFINE_enum("attention", "auto", ["auto", "dense", "blockwise"],
+                  "auto: dense for windows of one tile that fit in memory, else blockwise.")
+flags.DEFINE_integer("block_size", 0, "Blockwise attention tile (0: the run's).")
+flags.DEFINE_float("memory_limit_gib", 0, "Memory one eval step may plan (0: 90%% of an accelerator's, "
+                   "half the host's RAM on CPU).")
+flags.DEFINE_string("output_dir", None, "Where results.{csv,json,md} and the figures go.")
+flags.DEFINE_bool("dry_run", False, "Compile every length and print its memory plan; run nothing.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.dry_run and not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required (unless --dry_run).")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)  # orbax warns at every read-only checkpoint open
+
+    from fire.errors import user_errors
+    from fire.evaluation import Settings, sweep
+
+    settings = Settings(protocol=FLAGS.protocol, eval_tokens=FLAGS.eval_tokens, stride=FLAGS.stride,
+                        batch_tokens=FLAGS.batch_tokens, attention=FLAGS.attention, block_size=FLAGS.block_size,
+                        memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)))
+    try:
+        sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
+              log=lambda line: print(line, flush=True))
+    except user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,122 @@
+"""The length sweep's figures.
+
+* ``length_curve.png``: log-perplexity against evaluation length (log axis), one line per
+  run, each run's training length marked.
+* ``position_curve.png``: mean loss against position in the window (log-spaced bins), at
+  each run's longest evaluated length: where extrapolation breaks shows as the curve
+  turning up past the training length.
+* ``fire_bias.png``: FIRE's learned bias against distance for a few query positions, one
+  panel per layer and head (a query inside, at and past the training length).
+
+Figures are built with matplotlib's object API (no pyplot, no global backend state).
+"""
+
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def write_plots(output_dir: str, rows: list, biases: dict) -> list:
+    """Writes the figures that have data; returns their file names."""
+    written = []
+    scored = [r for r in rows if r.get("loss") is not None]
+    if scored:
+        _save(length_curve(rows), output_dir, "length_curve.png", written)
+        _save(position_curve(scored), output_dir, "position_curve.png", written)
+    if biases:
+        _save(fire_bias(biases), output_dir, "fire_bias.png", written)
+    return written
+
+
+def _save(fig, output_dir, name, written):
+    fig.savefig(os.path.join(output_dir, name), dpi=120, bbox_inches="tight")
+    written.append(name)
+
+
+def _by_run(rows):
+    runs = {}
+    for r in rows:
+        runs.setdefault(r["label"], []).append(r)
+    return runs
+
+
+def length_curve(rows: list) -> Figure:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for label, run_rows in _by_run(rows).items():
+        run_rows = sorted(run_rows, key=lambda r: r["eval_len"])
+        x = [r["eval_len"] for r in run_rows]
+        y = [np.nan if r["loss"] is None else r["loss"] for r in run_rows]  # n/a: a gap
+        (line,) = ax.plot(x, y, marker="o", label=label)
+        train_len = run_rows[0]["train_len"]
+        ax.axvline(train_len, color=line.get_color(), linestyle=":", alpha=0.6)
+        at_train = [r["loss"] for r in run_rows if r["eval_len"] == train_len and r["loss"] is not None]
+        if at_train:
+            ax.plot([train_len], at_train, marker="*", markersize=14, color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("evaluation length (tokens)")
+    ax.set_ylabel("log-perplexity (nats per token)")
+    ax.set_title(f"Length generalization ({rows[0]['protocol']}); star and dotted line: training length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def merge_bins(curve: dict, min_tokens: int):
+    """Joins neighbouring position bins until each holds ``min_tokens`` scored tokens: the
+    first positions of few long windows are otherwise mostly noise."""
+    edges, merged, nll, tokens = [0], [], 0.0, 0
+    for end, n, loss in zip(curve["edges"][1:], curve["tokens"], curve["loss"]):
+        nll, tokens = nll + (loss or 0.0) * n, tokens + n
+        if tokens >= min_tokens or end == curve["edges"][-1]:
+            edges.append(end)
+            merged.append(nll / tokens if tokens else np.nan)
+            nll, tokens = 0.0, 0
+    return np.asarray(edges, float), np.asarray(merged)
+
+
+def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for label, run_rows in _by_run(rows).items():
+        row = max(run_rows, key=lambda r: r["eval_len"])
+        curve = row.get("position_loss")
+        if not curve:
+            continue
+        edges, loss = merge_bins(curve, min_tokens)
+        centres = np.sqrt(np.maximum(edges[:-1], 0.5) * edges[1:])  # geometric, for the log axis
+        (line,) = ax.plot(centres, loss, label=f"{label} (window {row['eval_len']})")
+        ax.axvline(row["train_len"], color=line.get_color(), linestyle=":", alpha=0.6)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("position in the window (tokens)")
+    ax.set_ylabel("mean loss (nats per token)")
+    ax.set_title("Loss by position; dotted line: training length")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
+def fire_bias(biases: dict) -> Figure:
+    """``biases``: ``{label: {'train_len', 'queries', 'curves': {layer: [Q, H, W]}}}``."""
+    panels = [(label, layer, b["queries"], b["train_len"], curve)
+              for label, b in biases.items() for layer, curve in b["curves"].items()]
+    heads = max(p[4].shape[1] for p in panels)
+    fig = Figure(figsize=(3 * heads, 2.4 * len(panels)))
+    axes = np.atleast_2d(fig.subplots(len(panels), heads, squeeze=False, sharex=True))
+    for row, (label, layer, queries, train_len, curve) in enumerate(panels):
+        for h in range(heads):
+            ax = axes[row, h]
+            for q, bias_W in zip(queries, curve[:, h]):
+                ax.plot(np.arange(len(bias_W)), bias_W, label=f"i = {q}")
+            ax.set_xscale("symlog", linthresh=1)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{label} {layer} head {h}", fontsize="small")
+            if h == 0:
+                ax.set_ylabel("bias")
+            if row == len(panels) - 1:
+                ax.set_xlabel("distance i - j")
+    axes[0, 0].legend(fontsize="x-small", title="query position", title_fontsize="x-small")
+    fig.suptitle("FIRE's learned bias by distance; below the threshold L it depends on distance only")
+    fig.tight_layout()
+    return fig
