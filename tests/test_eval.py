@@ -16,21 +16,16 @@ from fire import data as fire_data
 from fire import evaluation
 from fire.evaluation import EvalError, Settings, load_run, score_length, sweep
 from fire.trainer import train
+from helpers import write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORDS = "the of and to in is was he for it with as his on be at by had are but from or have".split()
 FAST = Settings(eval_tokens=512, batch_tokens=256)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Two smoke runs (train_len 64) on a small text_dir corpus: ``{'fire': dir, 'learned': dir}``."""
-    corpus = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for split, n_docs in (("train", 6), ("validation", 2)):
-        (corpus / split).mkdir()
-        for d in range(n_docs):
-            (corpus / split / f"doc{d}.txt").write_text(" ".join(rng.choice(WORDS, size=1500)))
+    corpus = write_corpus(tmp_path_factory.mktemp("corpus"), (("train", 6), ("validation", 2)), 1500)
     root = tmp_path_factory.mktemp("runs")
     workdirs = {}
     for pe in ("fire", "learned"):

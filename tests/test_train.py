@@ -15,24 +15,14 @@ from configs import lm
 from fire.checkpoint import Checkpointer
 from fire.errors import ConfigError
 from fire.trainer import build, train
+from helpers import write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORDS = ("the of and to in is was he for it with as his on be at by had are but from or have an they which "
-         "one you were her all she there would their we him been has when who will more no if out so said "
-         "what up its about into than them can only other new some could time these two may then do first").split()
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """A small text_dir corpus: train/ and validation/ folders of pseudo-English."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for split, n_docs in (("train", 12), ("validation", 3)):
-        (root / split).mkdir()
-        for d in range(n_docs):
-            words = rng.choice(WORDS, size=3000)
-            (root / split / f"doc{d}.txt").write_text(" ".join(words))
-    return root
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def smoke_config(corpus, pe="fire", **overrides):
