@@ -41,6 +41,16 @@ def dense_attention(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=None):
     )
 
 
+def materialize(bias):
+    """Computes a position bias once, as its own array.
+
+    Without the barrier XLA may fuse the bias's producer (a FIRE MLP, Sandwich's cosine
+    sum) into every consumer, recomputing it for each example and each use; the bias
+    depends on positions only, so it is computed once and broadcast over the batch.
+    """
+    return jax.lax.optimization_barrier(bias)
+
+
 def _blocks(x, n_blocks, block):
     """``[B, n*block, ...]`` -> ``[n, B, block, ...]``."""
     x = x.reshape(x.shape[0], n_blocks, block, *x.shape[2:])
@@ -157,7 +167,7 @@ class CausalSelfAttention(nn.Module):
             q, k = rotate(q, positions_BxT), rotate(k, positions_BxT)
         if impl == "dense":
             if bias is None and bias_fn is not None:
-                bias = bias_fn(positions_BxT, positions_BxT)
+                bias = materialize(bias_fn(positions_BxT, positions_BxT))
             out_BxTxHxD = dense_attention(q, k, v, bias)
         elif impl == "blockwise":
             out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, bias_fn, block_size)
