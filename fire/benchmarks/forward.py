@@ -209,7 +209,7 @@ def bias_call_check(sizes, batch=4, T=64):
 
 def plan(args):
     from fire.encodings import NAMES
-    from fire.model import SIZES
+    from fire.model import SIZES, ModelConfig
 
     sizes = args.sizes.split(",")
     pes = list(NAMES) if args.encodings == "all" else args.encodings.split(",")
@@ -224,14 +224,18 @@ def plan(args):
                    else DEFAULT_LENGTHS.get(size, (512, 2048, 8192)))
         num_heads = SIZES[size][2]
         for pe in pes:
+            enc = ModelConfig.from_size(size, vocab_size=VOCAB, train_len=TRAIN_LEN, pe=pe).build_encoding()
+            table_len = getattr(enc, "table_len", float("inf"))
             for impl in impls:
                 for T in lengths:
                     cell = dict(size=size, pe=pe, impl=impl, T=T, batch=args.batch, block_size=args.block_size,
                                 repeats=args.repeats, budget_s=args.budget_s, mem_limit_gib=args.mem_limit_gib)
-                    # The dense path holds at least the f32 logits BxHxTxT: skip without compiling.
+                    # The dense path holds at least the f32 logits BxHxTxT: skip without compiling
+                    # (but call learned's cells past its table n/a, as its runs would).
                     logits_bytes = args.batch * num_heads * T * T * 4
                     if impl == "dense" and logits_bytes > args.mem_limit_gib * GiB:
-                        cell["result"] = {"status": "skipped", "note": f"skipped (est. {fmt_bytes(logits_bytes)})"}
+                        cell["result"] = ({"status": "n/a", "note": f"n/a (table {table_len})"} if T > table_len
+                                          else {"status": "skipped", "note": f"skipped (est. {fmt_bytes(logits_bytes)})"})
                     cells.append(cell)
     return cells
 
