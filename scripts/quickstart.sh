@@ -10,24 +10,8 @@
 # resumes an interrupted training, skips a finished one and reuses the rows already computed.
 # Outputs: the run in runs/tiny_128/fire, the sweep in results/quickstart (results.md,
 # results.csv, results.json, length_curve.png, position_curve.png, fire_bias.png).
-# Overrides: PYTHON, STEPS, TRAIN_LEN, RUNS, OUT.
+# Overrides: PYTHON, STEPS, TRAIN_LEN, RUNS, OUT (as in scripts/compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
-
-STEPS=${STEPS:-1000}
-TRAIN_LEN=${TRAIN_LEN:-128}
-RUNS=${RUNS:-runs/tiny_$TRAIN_LEN}
-OUT=${OUT:-results/quickstart}
-
-echo "== Training pe=fire, size=tiny, train_len=$TRAIN_LEN for $STEPS steps in $RUNS/fire"
-"$PYTHON" train.py --config="configs/lm.py:pe=fire,size=tiny,train_len=$TRAIN_LEN" \
-  --workdir="$RUNS/fire" --config.num_steps="$STEPS" --config.log_every=100
-
-echo "== Length sweep into $OUT"
-"$PYTHON" eval_length.py --workdir="$RUNS/fire" --output_dir="$OUT"
-
-echo
-cat "$OUT/results.md"
-echo
-echo "Done in $((SECONDS / 60))m$((SECONDS % 60))s. Figures in $OUT: length_curve.png, position_curve.png, fire_bias.png"
+# The same job as scripts/compare.sh, for FIRE alone.
+ENCODINGS=${ENCODINGS:-fire} OUT=${OUT:-results/quickstart} exec bash scripts/compare.sh
