@@ -8,7 +8,6 @@ never vanish at a bound. Initial values follow the official code: ``r1 ~ U(0, 2)
 
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
 from fire.encodings.base import PositionEncoding, relative_distance
 
