@@ -4,7 +4,7 @@ attention path (dense / blockwise) and position encoding.
 Commands (from the repository root):
 
     python -m fire.benchmarks.forward --quick        # ~1 minute smoke test (tiny, 2 encodings)
-    python -m fire.benchmarks.forward                # full default sweep (about an hour on one core)
+    python -m fire.benchmarks.forward                # full default sweep (~70 min on one core)
     nohup taskset -c 1 python -m fire.benchmarks.forward --output forward.md > forward.log 2>&1 &
     python -m fire.benchmarks.forward --sizes tiny --encodings fire,rope --impls blockwise \\
         --lengths 2048,32768 --repeats 5 --block_size 1024
