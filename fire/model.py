@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from fire.attention import CausalSelfAttention, materialize
-from fire.encodings import build_encoding
+from fire.encodings import build_encoding, is_shared
 
 # name -> (num_layers, d_model, num_heads, d_ff)
 SIZES = {
@@ -150,8 +150,7 @@ class Transformer(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_partitioned_normal(1.0, ("vocab", "embed")))
-        probe = cfg.build_encoding()
-        self.encoding = cfg.build_encoding() if probe.shared else None
+        self.encoding = cfg.build_encoding() if is_shared(cfg.pe, cfg.pe_options) else None
         self.blocks = [Block(cfg, shared_encoding=self.encoding) for _ in range(cfg.num_layers)]
         self.final_norm = _norm("final_norm")
         if not cfg.tie_embeddings:

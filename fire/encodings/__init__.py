@@ -58,6 +58,12 @@ def encoding_options(name: str) -> dict:
     return {k: fixed.get(k, v) for k, v in fields.items()}
 
 
+def is_shared(name: str, options: Optional[Mapping] = None) -> bool:
+    """Whether one instance serves every layer (a class attribute, or FIRE's option)."""
+    cls, fixed = _lookup(name)
+    return bool({**fixed, **dict(options or {})}.get("shared", cls.shared))
+
+
 def build_encoding(
     name: str,
     options: Optional[Mapping] = None,
@@ -88,7 +94,7 @@ def build_encoding(
 
 __all__ = [
     "NAMES", "REGISTRY", "PositionEncoding", "LengthError", "UnknownEncodingError",
-    "build_encoding", "encoding_options", "alibi_slopes", "t5_bucket",
+    "build_encoding", "encoding_options", "is_shared", "alibi_slopes", "t5_bucket",
     "NoPE", "Learned", "Sinusoidal", "RoPE", "RoPEPI", "YaRN", "T5Bias", "ALiBi",
     "KerpleLog", "KerplePower", "Sandwich", "FIRE",
 ]
