@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from fire.encodings.base import BiasFn, RotateFn
+from fire.layers import Projection
 
 IMPLEMENTATIONS = ("dense", "blockwise")
 # Finite, so that fully masked entries give exp(-big) = 0 rather than NaN from inf - inf.
@@ -117,22 +118,6 @@ def blockwise_attention(
     return jnp.moveaxis(out, 0, 1).reshape(B, n * block, H, D)[:, :T]
 
 
-class Projection(nn.Module):
-    """``einsum(x, kernel)`` with a logically named kernel (float32 params, ``dtype`` compute)."""
-
-    shape: tuple
-    names: tuple
-    equation: str
-    std: float
-    dtype: jnp.dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x):
-        init = nn.with_logical_partitioning(nn.initializers.normal(self.std), self.names)
-        kernel = self.param("kernel", init, self.shape, jnp.float32)
-        return jnp.einsum(self.equation, x.astype(self.dtype), kernel.astype(self.dtype))
-
-
 class CausalSelfAttention(nn.Module):
     """Projections around :func:`dense_attention` / :func:`blockwise_attention`.
 
@@ -159,8 +144,8 @@ class CausalSelfAttention(nn.Module):
         bias=None,
     ):
         d_model, H, D = x_BxTxD.shape[-1], self.num_heads, self.head_dim
-        project_in = functools.partial(Projection, (d_model, H, D), ("embed", "heads", "kv"), "btd,dhk->bthk",
-                                       1.0 / math.sqrt(d_model), self.dtype)
+        project_in = functools.partial(Projection, (d_model, H, D), ("embed", "heads", "kv"), 1.0 / math.sqrt(d_model),
+                                       dtype=self.dtype)
         q, k, v = (project_in(name=n)(x_BxTxD) for n in ("query", "key", "value"))
         q, k, v = (nn.with_logical_constraint(t, ("batch", "length", "act_heads", "kv")) for t in (q, k, v))
         if rotate is not None:
@@ -174,5 +159,5 @@ class CausalSelfAttention(nn.Module):
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
         out_std = self.out_init_scale / math.sqrt(H * D)
-        return Projection((H, D, d_model), ("heads", "kv", "embed"), "bthk,hkd->btd", out_std, self.dtype,
+        return Projection((H, D, d_model), ("heads", "kv", "embed"), out_std, n_in=2, dtype=self.dtype,
                           name="out")(out_BxTxHxD)

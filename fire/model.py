@@ -16,6 +16,7 @@ from flax.core import FrozenDict
 
 from fire.attention import CausalSelfAttention, materialize
 from fire.encodings import build_encoding, is_shared
+from fire.layers import Projection
 
 # name -> (num_layers, d_model, num_heads, d_ff)
 SIZES = {
@@ -83,13 +84,11 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x_BxTxD):
         cfg, dtype = self.cfg, DTYPES[self.cfg.dtype]
-        h = nn.Dense(cfg.d_ff, use_bias=False, dtype=dtype,
-                     kernel_init=_partitioned_normal(1.0 / math.sqrt(cfg.d_model), ("embed", "mlp")),
-                     name="wi")(x_BxTxD)
+        h = Projection((cfg.d_model, cfg.d_ff), ("embed", "mlp"), 1.0 / math.sqrt(cfg.d_model), dtype=dtype,
+                       name="wi")(x_BxTxD)
         h = nn.with_logical_constraint(jax.nn.gelu(h), ("batch", "length", "act_mlp"))
         out_std = 1.0 / math.sqrt(cfg.d_ff) / math.sqrt(2 * cfg.num_layers)
-        return nn.Dense(cfg.d_model, use_bias=False, dtype=dtype,
-                        kernel_init=_partitioned_normal(out_std, ("mlp", "embed")), name="wo")(h)
+        return Projection((cfg.d_ff, cfg.d_model), ("mlp", "embed"), out_std, dtype=dtype, name="wo")(h)
 
 
 def _norm(name):
@@ -154,8 +153,7 @@ class Transformer(nn.Module):
         self.blocks = [Block(cfg, shared_encoding=self.encoding) for _ in range(cfg.num_layers)]
         self.final_norm = _norm("final_norm")
         if not cfg.tie_embeddings:
-            self.head = nn.Dense(cfg.vocab_size, use_bias=False, dtype=jnp.float32,
-                                 kernel_init=_partitioned_normal(1.0 / math.sqrt(cfg.d_model), ("embed", "vocab")))
+            self.head = Projection((cfg.d_model, cfg.vocab_size), ("embed", "vocab"), 1.0 / math.sqrt(cfg.d_model))
 
     def __call__(
         self,

@@ -24,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 import fire
 from fire import data as fire_data
+from fire import xla
 from fire.checkpoint import Checkpointer, abstract_like, restore_params
 from fire.errors import ConfigError, NonFiniteLossError
 from fire.losses import token_nll
@@ -173,7 +174,7 @@ def build(config) -> Run:
         boxed = jax.eval_shape(init_boxed, jax.random.key(0))
         state_sharding = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, RULES)
     abstract_state = abstract_like(nn.meta.unbox(boxed), state_sharding)
-    init_fn = jax.jit(lambda rng: nn.meta.unbox(init_boxed(rng)), out_shardings=state_sharding)
+    init_fn = xla.jit(lambda rng: nn.meta.unbox(init_boxed(rng)), out_shardings=state_sharding)
 
     accum = config.grad_accum_steps
     data_spec = PartitionSpec(("data", "fsdp"))
@@ -213,9 +214,9 @@ def build(config) -> Run:
     batch_shard = NamedSharding(mesh, data_spec)
     replicated = NamedSharding(mesh, PartitionSpec())
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
-        train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_shard),
+        train_step = xla.jit(train_step, in_shardings=(state_sharding, batch_shard),
                              out_shardings=(state_sharding, replicated), donate_argnums=0)
-        eval_step = jax.jit(eval_step, in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
+        eval_step = xla.jit(eval_step, in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
                             out_shardings=replicated)
     return Run(config, mesh, tokenizer, model_cfg, model, state_sharding, abstract_state, init_fn, train_step,
                eval_step)
