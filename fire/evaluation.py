@@ -31,7 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from fire import data as fire_data
-from fire import report
+from fire import report, xla
 from fire.checkpoint import restore_params
 from fire.encodings import LengthError
 from fire.losses import token_nll
@@ -247,7 +247,7 @@ def plan_step(run: Run, length: int, n_windows: int, settings: Settings) -> Step
 
     def compile_(impl):
         t0 = time.perf_counter()
-        compiled = jax.jit(make_score_fn(run.model, impl, chunk)).lower(*args).compile()
+        compiled = xla.jit(make_score_fn(run.model, impl, chunk)).lower(*args).compile()
         return Step(compiled, impl, batch, planned_bytes(compiled), time.perf_counter() - t0)
 
     if settings.attention != "auto":

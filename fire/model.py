@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
-from fire.attention import CausalSelfAttention, materialize
+from fire.attention import CausalSelfAttention, causal_bias
 from fire.encodings import build_encoding, is_shared
 from fire.layers import Projection
 
@@ -182,7 +182,7 @@ class Transformer(nn.Module):
                 x = x + absolute
             bias_fn = self.encoding.bias_fn(seq_len)
             if impl == "dense" and bias_fn is not None:
-                bias = materialize(bias_fn(positions_BxT, positions_BxT))  # once per forward, for all layers
+                bias = causal_bias(bias_fn, positions_BxT)  # once per forward, for all layers
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         for block in self.blocks:
             x = block(x, positions_BxT, seq_len, impl, bias)

@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fire.attention import causal_bias
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
 from fire.model import SIZES, ModelConfig, Transformer, count_params
+from helpers import encoding_params, make_encoding
 
 TRAIN_LEN = 32
 VOCAB = 50
@@ -60,6 +62,27 @@ def test_dense_and_blockwise_agree_off_block_multiple(pe_model):
         assert np.allclose(dense, blockwise, atol=2e-5)
 
 
+# Encodings with an additive bias: t5 alibi kerple_log kerple_power sandwich fire fire_s.
+BIASED = [pe for pe in NAMES if make_encoding(pe).apply(
+    {"params": encoding_params(make_encoding(pe))}, method=lambda m: m.bias_fn(64) is not None)]
+
+
+@pytest.mark.parametrize("pe", BIASED)
+def test_causal_bias_is_the_full_grid_on_the_causal_triangle(pe):
+    enc = make_encoding(pe)
+    params = encoding_params(enc)
+    bias_fn = lambda q, k: enc.apply({"params": params}, method=lambda m: m.bias_fn(64)(q, k))
+    T = 150  # row tiles of 64: 0-63, 64-127, 128-149 (ragged)
+    positions_BxT = jnp.arange(T)[None] + jnp.array([[0], [29]])  # per-example offsets
+    full = np.asarray(bias_fn(positions_BxT, positions_BxT))
+    tiled = np.asarray(causal_bias(bias_fn, positions_BxT, tile=64))
+    assert tiled.shape == full.shape == (2, 4, T, T)
+    lower = np.tril(np.ones((T, T), bool))
+    np.testing.assert_allclose(np.where(lower, tiled, 0), np.where(lower, full, 0), rtol=1e-6, atol=1e-6)
+    # Right of each tile's last row the bias is not computed: exactly 0.
+    assert not tiled[:, :, :64, 64:].any() and not tiled[:, :, 64:128, 128:].any()
+
+
 def test_forward_at_four_times_training_length_is_finite(pe_model):
     pe, model, params = pe_model
     x = tokens(1, 4 * TRAIN_LEN)
@@ -100,6 +123,8 @@ def test_encoding_parameter_sets(pe, per_layer_sets):
 
 
 def test_fire_bias_computed_once_per_layer_never_per_example(monkeypatch):
+    """Once per layer (fire) or per forward (fire_s), in causal row tiles, with position
+    batch 1 however many examples there are."""
     calls = []
     original = FIRE.bias_fn
 
@@ -113,11 +138,12 @@ def test_fire_bias_computed_once_per_layer_never_per_example(monkeypatch):
         return counted
 
     monkeypatch.setattr(FIRE, "bias_fn", counting_bias_fn)
-    for pe, expected in [("fire", 2), ("fire_s", 1)]:
+    T = 150  # row tiles 0-63, 64-127, 128-149
+    for pe, computations in [("fire", 2), ("fire_s", 1)]:
         model, params = tiny(pe)
         calls.clear()
-        jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, tokens(4, 24))
-        assert len(calls) == expected and all(shape[0] == 1 for shape in calls), (pe, calls)
+        jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, tokens(4, T))
+        assert calls == [(1, 64), (1, 64), (1, 22)] * computations, (pe, calls)
 
 
 def test_deterministic_given_seed_and_seed_matters():
