@@ -4,14 +4,17 @@ training tokens/s it has to feed.
 
 Commands (from the repository root):
 
-    python -m fire.benchmarks.train                   # tiny and small at 512, every encoding
+    python -m fire.benchmarks.train                   # tiny and small at 512, every encoding (~10 min)
     python -m fire.benchmarks.train --sizes=small --encodings=nope,fire,fire_s --batch=8
     python -m fire.benchmarks.train --quick           # ~1 minute: tiny, three encodings
 
 The step is the real one (``fire.trainer.build``: forward, backward, AdamW update, with
 the encoding summaries), jitted with donation, on random tokens; the first call compiles
 and is not timed. MFU counts PaLM's model FLOPs (``fire.model.train_flops_per_token``)
-against ``--peak_gflops`` (default 450: this 2-core CPU's practical fp32 matmul peak).
+against ``--peak_gflops`` (default 450, the figure quoted for a 2-core CPU's fp32
+matmul peak), and also against the matmul peak measured at the start of the run: the
+best of XLA's own matmuls at the model's shapes (tokens x d_model x d_ff), which is what
+the step could reach if it were nothing but matmuls on this machine now.
 """
 
 import argparse
@@ -23,30 +26,58 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import lm
+from fire import xla
 from fire.encodings import NAMES
-from fire.model import train_flops_per_token
+from fire.model import SIZES, train_flops_per_token
 from fire.trainer import build
 
 
-def step_seconds(pe, size, train_len, batch, dtype, repeats):
-    config = lm.get_config(f"pe={pe},size={size},train_len={train_len}")
-    config.batch_size, config.model.dtype, config.mesh.data = batch, dtype, 1
-    run = build(config)
-    state = run.init_fn(jax.random.key(0))
-    rng = np.random.default_rng(0)
-    tokens = {k: jnp.asarray(rng.integers(0, 256, (batch, train_len)), jnp.int32) for k in ("inputs", "targets")}
-    t0 = time.perf_counter()
-    state, metrics = run.train_step(state, tokens)
-    jax.block_until_ready(metrics)
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
+class Step:
+    """One encoding's compiled training step, its state and a fixed random batch."""
+
+    def __init__(self, pe, size, train_len, batch, dtype):
+        config = lm.get_config(f"pe={pe},size={size},train_len={train_len}")
+        config.batch_size, config.model.dtype, config.mesh.data = batch, dtype, 1
+        self.run = build(config)
+        self.state = self.run.init_fn(jax.random.key(0))
+        rng = np.random.default_rng(0)
+        self.tokens = {k: jnp.asarray(rng.integers(0, 256, (batch, train_len)), jnp.int32)
+                       for k in ("inputs", "targets")}
+        self.compile_s = self()  # the first call compiles
+        self.flops = train_flops_per_token(self.run.model_cfg, train_len) * batch * train_len
+
+    def __call__(self) -> float:
         t0 = time.perf_counter()
-        state, metrics = run.train_step(state, tokens)
+        self.state, metrics = self.run.train_step(self.state, self.tokens)
         jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t0)
-    flops = train_flops_per_token(run.model_cfg, train_len) * batch * train_len
-    return statistics.median(times), compile_s, flops
+        return time.perf_counter() - t0
+
+
+def time_steps(encodings, size, train_len, batch, dtype, repeats):
+    """``{pe: (Step, [seconds per round])}``, timed round-robin (one step of each encoding
+    per round) so that drift in the machine's speed hits every encoding alike."""
+    steps = {pe: Step(pe, size, train_len, batch, dtype) for pe in encodings}
+    times = {pe: [] for pe in encodings}
+    for _ in range(repeats):
+        for pe, step in steps.items():
+            times[pe].append(step())
+    return {pe: (steps[pe], times[pe]) for pe in encodings}
+
+
+def matmul_gflops(size, train_len, batch, dtype, repeats=10):
+    """The best GFLOP/s of a jitted ``[tokens, d_model] x [d_model, d_ff]`` matmul and of
+    its transposed-shape sibling, in ``dtype`` with float32 accumulation."""
+    _, d_model, _, d_ff = SIZES[size]
+    best = 0.0
+    for m, k, n in ((batch * train_len, d_model, d_ff), (batch * train_len, d_ff, d_model)):
+        a, b = jnp.ones((m, k), dtype), jnp.ones((k, n), dtype)
+        matmul = xla.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+        jax.block_until_ready(matmul(a, b))
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(matmul(a, b))
+            best = max(best, 2 * m * k * n / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def pipeline_tokens_per_s(train_len, batch, seconds=3.0):
@@ -72,7 +103,7 @@ def main(argv=None):
     p.add_argument("--train_len", type=int, default=512)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (one step of each encoding per round)")
     p.add_argument("--peak_gflops", type=float, default=450.0)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
@@ -82,20 +113,28 @@ def main(argv=None):
     if "nope" not in encodings:
         encodings = ["nope", *encodings]
 
+    dtype = jnp.dtype(args.dtype)
+    sizes = args.sizes.split(",")
+    measured = {size: matmul_gflops(size, args.train_len, args.batch, dtype) for size in sizes}
     print(f"train step, train_len {args.train_len}, batch {args.batch}, {args.dtype}, "
-          f"{jax.device_count()} {jax.devices()[0].platform} device(s), peak {args.peak_gflops:.0f} GFLOP/s\n")
-    print("| size | encoding | ms/step | tokens/s | GFLOP/s | MFU | vs nope | compile s |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"{jax.device_count()} {jax.devices()[0].platform} device(s); MFU against {args.peak_gflops:.0f} GFLOP/s; "
+          "measured matmul peak: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in measured.items()) + "\n")
+    print("| size | encoding | ms/step | tokens/s | GFLOP/s | MFU | of measured peak | vs nope | compile s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     tokens_per_s = {}
-    for size in args.sizes.split(","):
-        nope_s = None
-        for pe in encodings:
-            seconds, compile_s, flops = step_seconds(pe, size, args.train_len, args.batch, args.dtype, args.repeats)
-            nope_s = seconds if pe == "nope" else nope_s
+    for size in sizes:
+        timed = time_steps(encodings, size, args.train_len, args.batch, args.dtype, args.repeats)
+        nope_times = timed["nope"][1]
+        for pe, (step, times) in timed.items():
+            seconds = statistics.median(times)
+            # The median of per-round ratios: each ratio compares steps taken seconds apart.
+            ratio = statistics.median(t / t_nope for t, t_nope in zip(times, nope_times))
             tokens_per_s[size, pe] = args.batch * args.train_len / seconds
-            gflops = flops / seconds / 1e9
+            gflops = step.flops / seconds / 1e9
             print(f"| {size} | {pe} | {seconds * 1e3:.0f} | {tokens_per_s[size, pe]:,.0f} | {gflops:.1f} | "
-                  f"{100 * gflops / args.peak_gflops:.1f}% | {seconds / nope_s:.2f}x | {compile_s:.1f} |", flush=True)
+                  f"{100 * gflops / args.peak_gflops:.1f}% | {100 * gflops / measured[size]:.0f}% | "
+                  f"{ratio:.2f}x | {step.compile_s:.1f} |", flush=True)
+        del timed
     fastest = max(tokens_per_s.values())
     pipeline = pipeline_tokens_per_s(args.train_len, args.batch)
     print(f"\ndata pipeline (shakespeare, bytes, train_len {args.train_len}, batch {args.batch}): "
