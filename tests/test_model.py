@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fire import xla
 from fire.attention import causal_bias
+from fire.layers import project
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
 from fire.model import SIZES, ModelConfig, Transformer, count_params
@@ -144,6 +146,31 @@ def test_fire_bias_computed_once_per_layer_never_per_example(monkeypatch):
         calls.clear()
         jax.make_jaxpr(lambda p, x: model.apply({"params": p}, x))(params, tokens(4, T))
         assert calls == [(1, 64), (1, 64), (1, 22)] * computations, (pe, calls)
+
+
+@pytest.mark.parametrize("equation, n_in, x_shape, k_shape", [
+    ("btd,df->btf", 1, (2, 5, 6), (6, 7)),
+    ("btd,dhk->bthk", 1, (2, 5, 6), (6, 3, 4)),
+    ("bthk,hkd->btd", 2, (2, 5, 3, 4), (3, 4, 6)),
+])
+def test_projection_backward_equals_autodiff(equation, n_in, x_shape, k_shape):
+    kx, kk, kg = jax.random.split(jax.random.key(0), 3)
+    x, kernel = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)
+    out = jnp.einsum(equation, x, kernel)
+    g = jax.random.normal(kg, out.shape)
+    np.testing.assert_allclose(project(x, kernel, n_in), out, rtol=1e-5, atol=1e-5)
+    ours = jax.grad(lambda x, k: jnp.sum(project(x, k, n_in) * g), argnums=(0, 1))(x, kernel)
+    autodiff = jax.grad(lambda x, k: jnp.sum(jnp.einsum(equation, x, k) * g), argnums=(0, 1))(x, kernel)
+    for a, b in zip(ours, autodiff):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_compiler_options_yield_to_xla_flags(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    assert xla.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+    assert float(xla.jit(lambda a: (a @ a).sum(0).max())(jnp.eye(3))) == 1.0  # the option compiles
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=")
+    assert xla.compiler_options() == {}
 
 
 def test_deterministic_given_seed_and_seed_matters():
