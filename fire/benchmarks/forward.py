@@ -162,18 +162,20 @@ def measure(cell):
 # ----------------------------------------------------------------------------- parent side
 
 
-def bias_call_check(sizes, batch=4, T=64):
+def bias_call_check(sizes, batch=4, T=200):
     """Counts evaluations of FIRE's bias closure while tracing one forward with batch 4.
 
     The dense path must evaluate it once per layer (``fire``) or once per forward
-    (``fire_s``), with position ids of batch 1 so that the bias is never per example. The
-    blockwise path traces it once per layer inside its scan (run per tile), also batch 1.
+    (``fire_s``), one call per causal row tile, with position ids of batch 1 so that the
+    bias is never per example. The blockwise path traces it once per layer inside its scan
+    (run per tile), one call per row tile of the block, also batch 1.
     Tracing only (``jax.eval_shape``): nothing is computed.
     """
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
 
+    from fire import attention
     from fire.encodings.fire import FIRE
     from fire.model import ModelConfig, Transformer
 
@@ -200,7 +202,12 @@ def bias_call_check(sizes, batch=4, T=64):
 
                 with nn.intercept_methods(count_calls):
                     jax.eval_shape(functools.partial(model.apply, impl=impl), params, tokens_BxT)
-                expected = 1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers
+                if impl == "dense":
+                    tile = max(attention.CAUSAL_BIAS_TILE, -(-T // attention.CAUSAL_BIAS_MAX_TILES))
+                    row_tiles = -(-T // tile)
+                else:
+                    row_tiles = -(-cfg.block_size // attention.CAUSAL_BIAS_TILE)
+                expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)
                 ok = len(q_pos_shapes) == expected and all(s[0] == 1 for s in q_pos_shapes)
                 rows.append(dict(size=size, pe=pe, impl=impl, batch=batch, layers=cfg.num_layers,
                                  calls=len(q_pos_shapes), expected=expected,
@@ -306,8 +313,9 @@ def render(cells, bias_rows, args):
         out.append(f"\nTarget: tiny blockwise T=32768 batch 1 peaks under 4 GiB: max absolute peak RSS over "
                    f"{len(target)} encoding(s) = {fmt_bytes(worst)} -> {'OK' if worst < 4 * GiB else 'MISSED'}")
     out += ["", "Bias calls per forward (FIRE's bias closure, counted while tracing one forward with batch "
-                f"{bias_rows[0]['batch'] if bias_rows else '?'}; dense must be once per layer for fire, once for "
-                "fire_s; blockwise traces it once per layer and runs it per tile):", "",
+                f"{bias_rows[0]['batch'] if bias_rows else '?'} and T=200; dense must be once per layer for fire, "
+                "once for fire_s, one call per causal row tile; blockwise traces it once per layer per row tile "
+                "of the block and runs it per block):", "",
             "| size | pe | impl | layers | calls | expected | q_pos shapes | ok |", "|---|---|---|---:|---:|---:|---|---|"]
     for b in bias_rows:
         shapes = ", ".join(str(list(s)) for s in b["q_pos_shapes"])
