@@ -203,8 +203,7 @@ def bias_call_check(sizes, batch=4, T=200):
                 with nn.intercept_methods(count_calls):
                     jax.eval_shape(functools.partial(model.apply, impl=impl), params, tokens_BxT)
                 if impl == "dense":
-                    tile = max(attention.CAUSAL_BIAS_TILE, -(-T // attention.CAUSAL_BIAS_MAX_TILES))
-                    row_tiles = -(-T // tile)
+                    row_tiles = -(-T // attention.causal_bias_tile(T))
                 else:
                     row_tiles = -(-cfg.block_size // attention.CAUSAL_BIAS_TILE)
                 expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)

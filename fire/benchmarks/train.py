@@ -4,7 +4,7 @@ training tokens/s it has to feed.
 
 Commands (from the repository root):
 
-    python -m fire.benchmarks.train                   # tiny and small at 512, every encoding (~10 min)
+    python -m fire.benchmarks.train                   # tiny and small at 512, every encoding (~12 min)
     python -m fire.benchmarks.train --sizes=small --encodings=nope,fire,fire_s --batch=8
     python -m fire.benchmarks.train --quick           # ~1 minute: tiny, three encodings
 
