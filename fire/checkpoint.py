@@ -62,16 +62,33 @@ class Checkpointer:
         self.manager.close()
 
 
+def _read_only(directory: str) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True), item_names=ITEMS)
+
+
+def latest_step(workdir: str):
+    """The newest checkpointed step of a run, or None if it has none."""
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(directory):
+        return None
+    manager = _read_only(directory)
+    try:
+        return manager.latest_step()
+    finally:
+        manager.close()
+
+
 def restore_params(workdir: str, abstract_params, step=None):
     """Weights only, from another run's latest (or given) checkpoint."""
     directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
-                                    item_names=ITEMS)
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"No checkpoint in {directory}: nothing to load weights from.")
-    restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))
-    manager.close()
+    manager = _read_only(directory)
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint in {directory}: nothing to load weights from.")
+        restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))
+    finally:
+        manager.close()
     return restored.params, step
 
 

@@ -28,14 +28,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from fire import data as fire_data
 from fire import report, xla
-from fire.checkpoint import restore_params
+from fire.checkpoint import abstract_like, latest_step, restore_params
 from fire.encodings import LengthError
 from fire.losses import token_nll
-from fire.model import ModelConfig, Transformer, count_params
+from fire.model import ModelConfig, Transformer, count_params, encoding_scopes
 from fire.trainer import model_config
 
 DEFAULT_FACTORS = (1, 2, 4, 8, 16)  # default eval lengths: the training length times these
@@ -84,9 +83,9 @@ class Run:
     def abstract_params(self):
         tokens = jnp.zeros((1, self.config.train_len), jnp.int32)
         boxed = jax.eval_shape(lambda: self.model.init(jax.random.key(0), tokens)["params"])
+        params = nn.meta.unbox(boxed)
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                      nn.meta.unbox(boxed))
+        return abstract_like(params, jax.tree_util.tree_map(lambda _: device, params))
 
     def params(self):
         if self._params is None:
@@ -104,17 +103,6 @@ class Run:
                     n_params=count_params(self.abstract_params), step=self.step,
                     train_tokens=(self.step or 0) * c.batch_size * c.train_len, data=c.data.name,
                     tokenizer=self.tokenizer.fingerprint, run_path=self.path)
-
-
-def latest_step(path: str) -> Optional[int]:
-    directory = os.path.join(path, "checkpoints")
-    if not os.path.isdir(directory):
-        return None
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
-    try:
-        return manager.latest_step()
-    finally:
-        manager.close()
 
 
 def load_run(workdir: str, block_size: int = 0) -> Run:
@@ -333,10 +321,7 @@ def encoding_bias(run: Run, query_positions) -> dict:
     """The additive bias of each layer's encoding for the given queries against every key
     at or before them: ``{layer: float32 [n_queries, H, max_query + 1]}``, NaN past the query.
     Empty for encodings without a bias."""
-    params = run.params()
-    scopes = ({"shared": params["encoding"]} if "encoding" in params else
-              {name: block["own_encoding"] for name, block in sorted(params.items())
-               if name.startswith("blocks_") and "own_encoding" in block})
+    scopes = encoding_scopes(run.params())
     enc = run.model_cfg.build_encoding()
     width = max(query_positions) + 1
     curves = {}
@@ -422,8 +407,6 @@ def sweep(patterns, lengths, settings: Settings, output_dir: Optional[str], dry_
           log: Callable = print) -> list:
     """Evaluates every run at every length; writes ``output_dir`` (see fire/report.py).
     Returns the rows. ``dry_run`` compiles each length and prints its memory plan instead."""
-    from fire import plots  # matplotlib only when writing
-
     runs = load_runs(patterns, settings.block_size, need_checkpoints=not dry_run)
     lengths = parse_lengths(lengths) if lengths else None
     plan = [(run, L) for run in runs for L in (lengths or default_lengths(run))]
@@ -439,6 +422,8 @@ def sweep(patterns, lengths, settings: Settings, output_dir: Optional[str], dry_
         for i, (run, L) in enumerate(plan, 1):
             log(dry_run_line(i, len(plan), run, windows_for(run, L), settings))
         return []
+
+    from fire import plots  # matplotlib only when writing
 
     check_writable(output_dir)
     cache = Cache(output_dir)

@@ -47,6 +47,11 @@ def _project_bwd(n_in, residuals, g):
 project.defvjp(_project_fwd, _project_bwd)
 
 
+def partitioned_normal(std, names):
+    """A normal(std) initializer whose parameter carries the logical axis ``names``."""
+    return nn.with_logical_partitioning(nn.initializers.normal(std), names)
+
+
 class Projection(nn.Module):
     """A bias-free projection with a logically named kernel: float32 parameters, ``dtype``
     compute. ``shape`` is ``(*in, *out)`` with the ``n_in`` contracted axes first."""
@@ -59,6 +64,5 @@ class Projection(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        init = nn.with_logical_partitioning(nn.initializers.normal(self.std), self.names)
-        kernel = self.param("kernel", init, self.shape, jnp.float32)
+        kernel = self.param("kernel", partitioned_normal(self.std, self.names), self.shape, jnp.float32)
         return project(x.astype(self.dtype), kernel.astype(self.dtype), self.n_in)

@@ -16,7 +16,7 @@ from flax.core import FrozenDict
 
 from fire.attention import CausalSelfAttention, causal_bias
 from fire.encodings import build_encoding, is_shared
-from fire.layers import Projection
+from fire.layers import Projection, partitioned_normal
 
 # name -> (num_layers, d_model, num_heads, d_ff)
 SIZES = {
@@ -72,10 +72,6 @@ class ModelConfig:
             train_len=self.train_len,
             module_name=module_name,
         )
-
-
-def _partitioned_normal(std, names):
-    return nn.with_logical_partitioning(nn.initializers.normal(std), names)
 
 
 class MLP(nn.Module):
@@ -148,7 +144,7 @@ class Transformer(nn.Module):
 
     def setup(self):
         cfg = self.cfg
-        self.embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=_partitioned_normal(1.0, ("vocab", "embed")))
+        self.embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=partitioned_normal(1.0, ("vocab", "embed")))
         self.encoding = cfg.build_encoding() if is_shared(cfg.pe, cfg.pe_options) else None
         self.blocks = [Block(cfg, shared_encoding=self.encoding) for _ in range(cfg.num_layers)]
         self.final_norm = _norm("final_norm")
@@ -212,15 +208,20 @@ def train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     return 6 * matmul_params(cfg) + 12 * cfg.num_layers * cfg.num_heads * cfg.dim_per_head * seq_len
 
 
+def encoding_scopes(params) -> dict:
+    """The encoding's parameters: ``{'shared': ...}`` for an encoding shared by all layers,
+    else ``{'blocks_<k>': ...}`` in layer order; empty for parameter-free encodings."""
+    if "encoding" in params:
+        return {"shared": params["encoding"]} if params["encoding"] else {}
+    return {name: block["own_encoding"] for name, block in sorted(params.items())
+            if name.startswith("blocks_") and block.get("own_encoding")}
+
+
 def encoding_summary(cfg: ModelConfig, params) -> dict:
     """The learned encoding parameters worth watching (FIRE's c and L, KERPLE's r1 and r2),
     as ``{'pe/<layer>/<name>[/h<k>]': scalar}``; empty for parameter-free encodings."""
-    scopes = {"shared": params.get("encoding")} if "encoding" in params else {
-        name: block.get("own_encoding") for name, block in params.items() if name.startswith("blocks_")}
     out = {}
-    for layer, enc_params in sorted(scopes.items()):
-        if not enc_params:
-            continue
+    for layer, enc_params in encoding_scopes(params).items():
         values = cfg.build_encoding().apply({"params": enc_params}, method=lambda m: m.summary())
         for name, value in values.items():
             value = jnp.atleast_1d(value)

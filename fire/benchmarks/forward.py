@@ -205,7 +205,7 @@ def bias_call_check(sizes, batch=4, T=200):
                 if impl == "dense":
                     row_tiles = -(-T // attention.causal_bias_tile(T))
                 else:
-                    row_tiles = -(-cfg.block_size // attention.CAUSAL_BIAS_TILE)
+                    row_tiles = -(-cfg.block_size // attention.BIAS_TILE_ROWS)
                 expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)
                 ok = len(q_pos_shapes) == expected and all(s[0] == 1 for s in q_pos_shapes)
                 rows.append(dict(size=size, pe=pe, impl=impl, batch=batch, layers=cfg.num_layers,
