@@ -23,11 +23,16 @@ flags.DEFINE_enum("protocol", "stream", PROTOCOLS, "How the validation split is 
 flags.DEFINE_integer("stride", 0, "sliding protocol: tokens between window starts (0: length // 2).")
 flags.DEFINE_integer("eval_tokens", 65536, "Tokens scored per length (whole windows, capped by the split).")
 flags.DEFINE_integer("batch_tokens", 32768, "Tokens per batch; batch size = max(1, batch_tokens // length).")
-flags.DEFINE_enum("attention", "auto", ["auto", "dense", "blockwise"],
-                  "auto: dense for windows of one tile that fit in memory, else blockwise.")
+flags.DEFINE_enum(
+    "attention",
+    "auto",
+    ["auto", "dense", "blockwise"],
+    "auto: dense for windows of one tile that fit in memory, else blockwise.",
+)
 flags.DEFINE_integer("block_size", 0, "Blockwise attention tile (0: the run's).")
-flags.DEFINE_float("memory_limit_gib", 0, "Memory one eval step may plan (0: 90%% of an accelerator's, "
-                   "half the host's RAM on CPU).")
+flags.DEFINE_float(
+    "memory_limit_gib", 0, "Memory one eval step may plan (0: 90%% of an accelerator's, half the host's RAM on CPU)."
+)
 flags.DEFINE_string("output_dir", None, "Where results.{csv,json,md} and the figures go.")
 flags.DEFINE_bool("dry_run", False, "Compile every length and print its memory plan; run nothing.")
 flags.mark_flag_as_required("workdir")
@@ -45,12 +50,24 @@ def main(argv):
     from fire.errors import user_errors
     from fire.evaluation import Settings, sweep
 
-    settings = Settings(protocol=FLAGS.protocol, eval_tokens=FLAGS.eval_tokens, stride=FLAGS.stride,
-                        batch_tokens=FLAGS.batch_tokens, attention=FLAGS.attention, block_size=FLAGS.block_size,
-                        memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)))
+    settings = Settings(
+        protocol=FLAGS.protocol,
+        eval_tokens=FLAGS.eval_tokens,
+        stride=FLAGS.stride,
+        batch_tokens=FLAGS.batch_tokens,
+        attention=FLAGS.attention,
+        block_size=FLAGS.block_size,
+        memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
+    )
     try:
-        sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
-              log=lambda line: print(line, flush=True))
+        sweep(
+            FLAGS.workdir,
+            FLAGS.lengths,
+            settings,
+            FLAGS.output_dir,
+            dry_run=FLAGS.dry_run,
+            log=lambda line: print(line, flush=True),
+        )
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

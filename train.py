@@ -12,8 +12,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", None, "Config file and sweep axes, e.g. configs/lm.py:pe=fire.",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "Config file and sweep axes, e.g. configs/lm.py:pe=fire.", lock_config=True
+)
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the resolved config go.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-host runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")

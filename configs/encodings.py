@@ -68,5 +68,21 @@ def fire_s(train_len):
     return _defaults("fire_s", L0=float(train_len))
 
 
-BY_NAME = {f.__name__: f for f in (nope, learned, sinusoidal, rope, rope_pi, yarn, t5, alibi,
-                                   kerple_log, kerple_power, sandwich, fire, fire_s)}
+BY_NAME = {
+    f.__name__: f
+    for f in (
+        nope,
+        learned,
+        sinusoidal,
+        rope,
+        rope_pi,
+        yarn,
+        t5,
+        alibi,
+        kerple_log,
+        kerple_power,
+        sandwich,
+        fire,
+        fire_s,
+    )
+}

@@ -73,9 +73,18 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.pe = pe
     c.size = size
     c.train_len = train_len
-    c.model = dict(num_layers=num_layers, d_model=d_model, num_heads=num_heads, d_ff=d_ff, head_dim=0,
-                   tie_embeddings=False, dtype="float32", attention="dense", block_size=512,
-                   vocab_multiple=64)  # vocab padded to a multiple of this (0: no padding)
+    c.model = dict(
+        num_layers=num_layers,
+        d_model=d_model,
+        num_heads=num_heads,
+        d_ff=d_ff,
+        head_dim=0,
+        tie_embeddings=False,
+        dtype="float32",
+        attention="dense",
+        block_size=512,
+        vocab_multiple=64,
+    )  # vocab padded to a multiple of this (0: no padding)
     c.encoding = ENCODING_CONFIGS[pe](train_len)
     c.data = data_config()
     c.data.name = axes["data"]
@@ -83,8 +92,17 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.batch_size = batch  # global, in sequences of train_len tokens
     c.grad_accum_steps = 1  # micro-batches per step; batch_size must divide by it
     c.num_steps = 2000
-    c.optimizer = dict(lr=lr, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95,
-                       eps=1e-8, weight_decay=0.1, clip_norm=1.0)
+    c.optimizer = dict(
+        lr=lr,
+        warmup_steps=100,
+        schedule="cosine",
+        min_lr_ratio=0.1,
+        b1=0.9,
+        b2=0.95,
+        eps=1e-8,
+        weight_decay=0.1,
+        clip_norm=1.0,
+    )
 
     c.log_every = 20
     c.eval_every = 500  # validation loss at train_len; 0: only at the end

@@ -48,5 +48,9 @@ def get_config(arg: str = ""):
 def get_sweep():
     """(config argument, workdir) for every run of the paper's table."""
     encodings = ["nope", "rope", "rope_pi", "t5", "alibi", "kerple_log", "sandwich", "fire", "fire_s"]
-    return [(f"pe={pe},size={size},train_len={L}", f"runs/paper/{pe}_{size}_{L}")
-            for size in ("base", "large") for L in (512, 2048) for pe in encodings]
+    return [
+        (f"pe={pe},size={size},train_len={L}", f"runs/paper/{pe}_{size}_{L}")
+        for size in ("base", "large")
+        for L in (512, 2048)
+        for pe in encodings
+    ]

@@ -42,9 +42,7 @@ def dense_attention(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=None):
     causal_TxT = jnp.tril(jnp.ones((T, T), bool))
     logits = jnp.where(causal_TxT, logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(v_BxTxHxD.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxTxHxD, preferred_element_type=jnp.float32).astype(
-        v_BxTxHxD.dtype
-    )
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxTxHxD, preferred_element_type=jnp.float32).astype(v_BxTxHxD.dtype)
 
 
 def materialize(bias):
@@ -138,8 +136,9 @@ def blockwise_attention(
                 correction = jnp.exp(max_BxHxQ - new_max)
                 p = jnp.exp(s - new_max[..., None])
                 norm = norm_BxHxQ * correction + p.sum(-1)
-                pv = jnp.einsum("bhqk,bkhd->bhqd", p.astype(v_BxKxHxD.dtype), v_BxKxHxD,
-                                preferred_element_type=jnp.float32)
+                pv = jnp.einsum(
+                    "bhqk,bkhd->bhqd", p.astype(v_BxKxHxD.dtype), v_BxKxHxD, preferred_element_type=jnp.float32
+                )
                 return new_max, norm, acc_BxHxQxD * correction[..., None] + pv
 
             return jax.lax.cond(ki <= qi, accumulate, lambda c: c, carry), None
@@ -183,8 +182,9 @@ class CausalSelfAttention(nn.Module):
         bias=None,
     ):
         d_model, H, D = x_BxTxD.shape[-1], self.num_heads, self.head_dim
-        project_in = functools.partial(Projection, (d_model, H, D), ("embed", "heads", "kv"), 1.0 / math.sqrt(d_model),
-                                       dtype=self.dtype)
+        project_in = functools.partial(
+            Projection, (d_model, H, D), ("embed", "heads", "kv"), 1.0 / math.sqrt(d_model), dtype=self.dtype
+        )
         q, k, v = (project_in(name=n)(x_BxTxD) for n in ("query", "key", "value"))
         q, k, v = (nn.with_logical_constraint(t, ("batch", "length", "act_heads", "kv")) for t in (q, k, v))
         if rotate is not None:
@@ -198,5 +198,6 @@ class CausalSelfAttention(nn.Module):
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
         out_std = self.out_init_scale / math.sqrt(H * D)
-        return Projection((H, D, d_model), ("heads", "kv", "embed"), out_std, n_in=2, dtype=self.dtype,
-                          name="out")(out_BxTxHxD)
+        return Projection((H, D, d_model), ("heads", "kv", "embed"), out_std, n_in=2, dtype=self.dtype, name="out")(
+            out_BxTxHxD
+        )

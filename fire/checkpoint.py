@@ -19,8 +19,9 @@ class Checkpointer:
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         self.manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=asynchronous),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous
+            ),
             item_names=ITEMS,
         )
 
@@ -47,7 +48,8 @@ class Checkpointer:
             args=ocp.args.Composite(
                 params=ocp.args.StandardRestore(abstract_state["params"]),
                 opt=ocp.args.StandardRestore(
-                    {"step": abstract_state["step"], "opt_state": abstract_state["opt_state"]}),
+                    {"step": abstract_state["step"], "opt_state": abstract_state["opt_state"]}
+                ),
                 data=ocp.args.JsonRestore(),
             ),
         )

@@ -99,10 +99,19 @@ class Run:
         """The fields every row of this run carries (what the report's header needs)."""
         c, m = self.config, self.model_cfg
         model = f"{c.size}: {m.num_layers} layers, d_model {m.d_model}, {m.num_heads} heads"
-        return dict(run=self.workdir, label=self.label, pe=c.pe, train_len=c.train_len, model=model,
-                    n_params=count_params(self.abstract_params), step=self.step,
-                    train_tokens=(self.step or 0) * c.batch_size * c.train_len, data=c.data.name,
-                    tokenizer=self.tokenizer.fingerprint, run_path=self.path)
+        return dict(
+            run=self.workdir,
+            label=self.label,
+            pe=c.pe,
+            train_len=c.train_len,
+            model=model,
+            n_params=count_params(self.abstract_params),
+            step=self.step,
+            train_tokens=(self.step or 0) * c.batch_size * c.train_len,
+            data=c.data.name,
+            tokenizer=self.tokenizer.fingerprint,
+            run_path=self.path,
+        )
 
 
 def load_run(workdir: str, block_size: int = 0) -> Run:
@@ -116,8 +125,14 @@ def load_run(workdir: str, block_size: int = 0) -> Run:
     model_cfg = model_config(config, tokenizer.vocab_size)
     if block_size:
         model_cfg = dataclasses.replace(model_cfg, block_size=block_size)
-    return Run(workdir=os.path.normpath(workdir), path=path, config=config, tokenizer=tokenizer,
-               model_cfg=model_cfg, step=latest_step(path))
+    return Run(
+        workdir=os.path.normpath(workdir),
+        path=path,
+        config=config,
+        tokenizer=tokenizer,
+        model_cfg=model_cfg,
+        step=latest_step(path),
+    )
 
 
 def expand_workdirs(patterns) -> list:
@@ -142,13 +157,17 @@ def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True) -> l
         raise EvalError("no --workdir given.")
     missing = [r.workdir for r in runs if r.step is None]
     if need_checkpoints and missing:
-        raise EvalError(f"no checkpoint in {', '.join(missing)}: train first (python train.py "
-                        f"--config=... --workdir={missing[0]}), or leave it out of the sweep.")
+        raise EvalError(
+            f"no checkpoint in {', '.join(missing)}: train first (python train.py "
+            f"--config=... --workdir={missing[0]}), or leave it out of the sweep."
+        )
     fingerprints = {r.tokenizer.fingerprint for r in runs}
     if len(fingerprints) > 1:
         which = ", ".join(f"{r.workdir}: {r.tokenizer.fingerprint}" for r in runs)
-        raise EvalError(f"the runs use different tokenizers ({which}); losses per token are not comparable "
-                        f"in one table. Sweep them into separate --output_dir folders.")
+        raise EvalError(
+            f"the runs use different tokenizers ({which}); losses per token are not comparable "
+            f"in one table. Sweep them into separate --output_dir folders."
+        )
     labels = [f"{r.config.pe}@{r.config.train_len}" for r in runs]
     for run, label in zip(runs, labels):
         # Runs that share encoding and length (seeds, ablations) are told apart by folder.
@@ -191,7 +210,7 @@ def make_score_fn(model: Transformer, impl: str, chunk_tokens: int) -> Callable:
             h_CxD, t_C = xs
             return token_nll(model.apply({"params": params}, h_CxD, method=Transformer.logits), t_C)
 
-        nll_BxT = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC)).reshape(-1)[:B * T].reshape(B, T)
+        nll_BxT = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC)).reshape(-1)[: B * T].reshape(B, T)
         return (nll_BxT * weights_BxT).sum(0), weights_BxT.sum(0)
 
     return score
@@ -276,8 +295,14 @@ def score_length(run: Run, windows, settings: Settings) -> dict:
     """Scores ``windows`` (one length) with ``run``: a results row."""
     L = windows.length
     _reset_peak_rss()
-    row = {**run.info(), "eval_len": L, "protocol": windows.protocol, "stride": windows.stride,
-           "eval_tokens": settings.eval_tokens, "n_tokens": windows.n_tokens}
+    row = {
+        **run.info(),
+        "eval_len": L,
+        "protocol": windows.protocol,
+        "stride": windows.stride,
+        "eval_tokens": settings.eval_tokens,
+        "n_tokens": windows.n_tokens,
+    }
     try:
         step = plan_step(run, L, len(windows.inputs), settings)
     except LengthError as e:  # e.g. pe=learned past its table: this cell does not exist
@@ -288,7 +313,7 @@ def score_length(run: Run, windows, settings: Settings) -> dict:
     pad = lambda x: np.concatenate([x, np.zeros((n - len(x), L), x.dtype)])  # weight 0: not scored
     inputs, targets, weights = pad(windows.inputs), pad(windows.targets), pad(windows.weights)
     t0 = time.perf_counter()
-    outputs = [step.compiled(params, inputs[i:i + B], targets[i:i + B], weights[i:i + B]) for i in range(0, n, B)]
+    outputs = [step.compiled(params, inputs[i : i + B], targets[i : i + B], weights[i : i + B]) for i in range(0, n, B)]
     outputs = jax.device_get(outputs)
     time_s = time.perf_counter() - t0
     nll_T = np.sum([o[0] for o in outputs], axis=0, dtype=np.float64)
@@ -312,8 +337,11 @@ def score_length(run: Run, windows, settings: Settings) -> dict:
         "peak_rss_mib": _mib(_peak_rss_bytes()),
         "device_peak_mib": _mib(device_stats.get("peak_bytes_in_use")),
         "note": "",
-        "position_loss": {"edges": edges.tolist(), "tokens": bin_weight.astype(int).tolist(),
-                          "loss": [float(s / w) if w else None for s, w in zip(bin_nll, bin_weight)]},
+        "position_loss": {
+            "edges": edges.tolist(),
+            "tokens": bin_weight.astype(int).tolist(),
+            "loss": [float(s / w) if w else None for s, w in zip(bin_nll, bin_weight)],
+        },
     }
 
 
@@ -338,7 +366,7 @@ def encoding_bias(run: Run, query_positions) -> dict:
             if bias is None:
                 return {}
             row = np.full((bias.shape[1], width), np.nan, np.float32)
-            row[:, :i + 1] = np.asarray(bias)[0, :, 0, ::-1]  # by distance i - j = 0 .. i
+            row[:, : i + 1] = np.asarray(bias)[0, :, 0, ::-1]  # by distance i - j = 0 .. i
             rows.append(row)
         curves[layer] = np.stack(rows)
     return curves
@@ -398,13 +426,16 @@ def progress_line(i: int, total: int, row: dict, reused: bool) -> str:
     scores = f"loss {row['loss']:.4f} ppl {row['ppl']:.3g} bpb {row['bits_per_byte']:.4f}"
     if reused:
         return f"{head} | {row['n_tokens']:,} tokens | {scores} | reused"
-    return (f"{head} | {row['n_tokens']:,} tokens | {scores} | {row['impl']} {row['batch_size']}x{row['eval_len']} "
-            f"| {row['time_s']:.1f}s (+{row['compile_s']:.1f}s compile) | XLA plan {_gib(row['xla_mib'])}, "
-            f"peak RSS {_gib(row['peak_rss_mib'])}")
+    return (
+        f"{head} | {row['n_tokens']:,} tokens | {scores} | {row['impl']} {row['batch_size']}x{row['eval_len']} "
+        f"| {row['time_s']:.1f}s (+{row['compile_s']:.1f}s compile) | XLA plan {_gib(row['xla_mib'])}, "
+        f"peak RSS {_gib(row['peak_rss_mib'])}"
+    )
 
 
-def sweep(patterns, lengths, settings: Settings, output_dir: Optional[str], dry_run: bool = False,
-          log: Callable = print) -> list:
+def sweep(
+    patterns, lengths, settings: Settings, output_dir: Optional[str], dry_run: bool = False, log: Callable = print
+) -> list:
     """Evaluates every run at every length; writes ``output_dir`` (see fire/report.py).
     Returns the rows. ``dry_run`` compiles each length and prints its memory plan instead."""
     runs = load_runs(patterns, settings.block_size, need_checkpoints=not dry_run)
@@ -415,8 +446,9 @@ def sweep(patterns, lengths, settings: Settings, output_dir: Optional[str], dry_
     for run, L in plan:
         key = (run.config.data.to_json(), L)
         if key not in windows:
-            windows[key] = fire_data.eval_windows(run.config.data, run.tokenizer, L, settings.protocol,
-                                                  settings.eval_tokens, settings.stride)
+            windows[key] = fire_data.eval_windows(
+                run.config.data, run.tokenizer, L, settings.protocol, settings.eval_tokens, settings.stride
+            )
     windows_for = lambda run, L: windows[(run.config.data.to_json(), L)]
     if dry_run:
         for i, (run, L) in enumerate(plan, 1):
@@ -430,8 +462,18 @@ def sweep(patterns, lengths, settings: Settings, output_dir: Optional[str], dry_
     rows, biases = [], {}
     for i, (run, L) in enumerate(plan, 1):
         w = windows_for(run, L)
-        row = cache.get(row_key(dict(run_path=run.path, step=run.step, eval_len=L, protocol=w.protocol,
-                                     stride=w.stride, eval_tokens=settings.eval_tokens)))
+        row = cache.get(
+            row_key(
+                dict(
+                    run_path=run.path,
+                    step=run.step,
+                    eval_len=L,
+                    protocol=w.protocol,
+                    stride=w.stride,
+                    eval_tokens=settings.eval_tokens,
+                )
+            )
+        )
         reused = row is not None
         if not reused:
             row = score_length(run, w, settings)
@@ -443,13 +485,15 @@ def sweep(patterns, lengths, settings: Settings, output_dir: Optional[str], dry_
                 cache.add(row)
             report.write_results(output_dir, rows)
         except OSError as e:
-            raise EvalError(f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so "
-                            f"far are in {cache.path}.") from None
+            raise EvalError(
+                f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so far are in {cache.path}."
+            ) from None
         if i == len(plan) or plan[i][0] is not run:  # the run's last length
             if run.config.pe in ("fire", "fire_s"):
                 queries = bias_queries(run, [L for r, L in plan if r is run])
-                biases[run.label] = dict(train_len=run.config.train_len, queries=queries,
-                                         curves=encoding_bias(run, queries))
+                biases[run.label] = dict(
+                    train_len=run.config.train_len, queries=queries, curves=encoding_bias(run, queries)
+                )
             run.release()
     try:
         written = plots.write_plots(output_dir, rows, biases)
@@ -473,5 +517,7 @@ def dry_run_line(i: int, total: int, run: Run, windows, settings: Settings) -> s
     except LengthError as e:
         return f"{head} | n/a: {e}"
     n_batches = -(-len(windows.inputs) // step.batch)
-    return (f"{head} | {windows.n_tokens:,} tokens in {n_batches} batch(es) of {step.batch}x{windows.length} | "
-            f"{step.impl} | XLA plan {_gib(_mib(step.planned))} | compiled in {step.compile_s:.1f}s")
+    return (
+        f"{head} | {windows.n_tokens:,} tokens in {n_batches} batch(es) of {step.batch}x{windows.length} | "
+        f"{step.impl} | XLA plan {_gib(_mib(step.planned))} | compiled in {step.compile_s:.1f}s"
+    )

@@ -69,8 +69,11 @@ class Progress:
     def line(self, step: int, metrics: dict) -> str:
         parts = [f"step {step}/{self.num_steps}", f"loss {metrics['loss']:.4f}"]
         if "tokens_per_s" in metrics:
-            parts += [f"{metrics['tokens_per_s'] / 1e3:.1f}k tok/s", f"MFU {100 * metrics['mfu']:.1f}%",
-                      f"ETA {format_duration((self.num_steps - step) / metrics['steps_per_s'])}"]
+            parts += [
+                f"{metrics['tokens_per_s'] / 1e3:.1f}k tok/s",
+                f"MFU {100 * metrics['mfu']:.1f}%",
+                f"ETA {format_duration((self.num_steps - step) / metrics['steps_per_s'])}",
+            ]
         return " | ".join(parts)
 
 

@@ -80,16 +80,18 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x_BxTxD):
         cfg, dtype = self.cfg, DTYPES[self.cfg.dtype]
-        h = Projection((cfg.d_model, cfg.d_ff), ("embed", "mlp"), 1.0 / math.sqrt(cfg.d_model), dtype=dtype,
-                       name="wi")(x_BxTxD)
+        h = Projection((cfg.d_model, cfg.d_ff), ("embed", "mlp"), 1.0 / math.sqrt(cfg.d_model), dtype=dtype, name="wi")(
+            x_BxTxD
+        )
         h = nn.with_logical_constraint(jax.nn.gelu(h), ("batch", "length", "act_mlp"))
         out_std = 1.0 / math.sqrt(cfg.d_ff) / math.sqrt(2 * cfg.num_layers)
         return Projection((cfg.d_ff, cfg.d_model), ("mlp", "embed"), out_std, dtype=dtype, name="wo")(h)
 
 
 def _norm(name):
-    return nn.RMSNorm(dtype=jnp.float32, scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-                      name=name)
+    return nn.RMSNorm(
+        dtype=jnp.float32, scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)), name=name
+    )
 
 
 class Block(nn.Module):
@@ -104,7 +106,9 @@ class Block(nn.Module):
             self.own_encoding = self.cfg.build_encoding()
         self.attn_norm = _norm("attn_norm")
         self.attention = CausalSelfAttention(
-            self.cfg.num_heads, self.cfg.dim_per_head, DTYPES[self.cfg.dtype],
+            self.cfg.num_heads,
+            self.cfg.dim_per_head,
+            DTYPES[self.cfg.dtype],
             out_init_scale=1.0 / math.sqrt(2 * self.cfg.num_layers),
         )
         self.mlp_norm = _norm("mlp_norm")
@@ -213,8 +217,11 @@ def encoding_scopes(params) -> dict:
     else ``{'blocks_<k>': ...}`` in layer order; empty for parameter-free encodings."""
     if "encoding" in params:
         return {"shared": params["encoding"]} if params["encoding"] else {}
-    return {name: block["own_encoding"] for name, block in sorted(params.items())
-            if name.startswith("blocks_") and block.get("own_encoding")}
+    return {
+        name: block["own_encoding"]
+        for name, block in sorted(params.items())
+        if name.startswith("blocks_") and block.get("own_encoding")
+    }
 
 
 def encoding_summary(cfg: ModelConfig, params) -> dict:

@@ -99,8 +99,11 @@ def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
 
 def fire_bias(biases: dict) -> Figure:
     """``biases``: ``{label: {'train_len', 'queries', 'curves': {layer: [Q, H, W]}}}``."""
-    panels = [(label, layer, b["queries"], b["train_len"], curve)
-              for label, b in biases.items() for layer, curve in b["curves"].items()]
+    panels = [
+        (label, layer, b["queries"], b["train_len"], curve)
+        for label, b in biases.items()
+        for layer, curve in b["curves"].items()
+    ]
     heads = max(p[4].shape[1] for p in panels)
     fig = Figure(figsize=(3 * heads, 2.4 * len(panels)))
     axes = np.atleast_2d(fig.subplots(len(panels), heads, squeeze=False, sharex=True))

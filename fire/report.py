@@ -19,8 +19,20 @@ COLUMNS = CONTRACT + (
     "xla_mib",  # XLA's plan for one eval step: arguments + outputs + temporaries
     "peak_rss_mib",  # the process's peak RSS while this length ran (host memory, all of it)
     "device_peak_mib",  # an accelerator's peak bytes in use so far in the process (None on CPU)
-    "impl", "batch_size", "n_windows", "stride", "eval_tokens", "step", "label", "model", "n_params",
-    "train_tokens", "data", "tokenizer", "run_path", "note",
+    "impl",
+    "batch_size",
+    "n_windows",
+    "stride",
+    "eval_tokens",
+    "step",
+    "label",
+    "model",
+    "n_params",
+    "train_tokens",
+    "data",
+    "tokenizer",
+    "run_path",
+    "note",
 )
 
 
@@ -73,12 +85,14 @@ def setup_line(rows: list) -> str:
     for r in rows:
         runs.setdefault(r["label"], r)
     first = rows[0]
-    return (f"Model {_per_run(runs, 'model')} ({_range(r['n_params'] for r in runs.values())} parameters); "
-            f"data {_per_run(runs, 'data')} (tokenizer {first['tokenizer']}); "
-            f"trained on {_per_run(runs, 'train_tokens', _tokens)} tokens "
-            f"(checkpoint step {_per_run(runs, 'step')}); protocol {first['protocol']}"
-            + (f" (stride {_stride(rows)})" if first["protocol"] == "sliding" else "")
-            + f"; {_range(r['n_tokens'] for r in rows)} tokens scored per length.")
+    return (
+        f"Model {_per_run(runs, 'model')} ({_range(r['n_params'] for r in runs.values())} parameters); "
+        f"data {_per_run(runs, 'data')} (tokenizer {first['tokenizer']}); "
+        f"trained on {_per_run(runs, 'train_tokens', _tokens)} tokens "
+        f"(checkpoint step {_per_run(runs, 'step')}); protocol {first['protocol']}"
+        + (f" (stride {_stride(rows)})" if first["protocol"] == "sliding" else "")
+        + f"; {_range(r['n_tokens'] for r in rows)} tokens scored per length."
+    )
 
 
 def _stride(rows) -> str:
@@ -120,20 +134,36 @@ def _table(rows: list, value, best=min) -> list:
 def to_markdown(rows: list) -> str:
     if not rows:
         return "No results.\n"
-    lines = ["# Length generalization", "", setup_line(rows), "",
-             "## Log-perplexity (nats per token) by evaluation length", "",
-             "Rows are runs (`encoding@training length`); the best of each column is bold.", "",
-             *_table(rows, lambda r: r["loss"]), "",
-             "## Bits per byte", "", *_table(rows, lambda r: r["bits_per_byte"]), ""]
+    lines = [
+        "# Length generalization",
+        "",
+        setup_line(rows),
+        "",
+        "## Log-perplexity (nats per token) by evaluation length",
+        "",
+        "Rows are runs (`encoding@training length`); the best of each column is bold.",
+        "",
+        *_table(rows, lambda r: r["loss"]),
+        "",
+        "## Bits per byte",
+        "",
+        *_table(rows, lambda r: r["bits_per_byte"]),
+        "",
+    ]
     notes = list(dict.fromkeys(r["note"] for r in rows if r.get("note")))
     if notes:
         lines += [f"- {note}" for note in notes] + [""]
     timed = [r for r in rows if r.get("time_s") is not None]
     if timed:
-        lines += ["## Cost", "",
-                  "Eval time in seconds (compile excluded) / the process's peak RSS in GiB while the "
-                  "length ran / XLA's planned memory for one step in GiB.", "",
-                  *_cost_table(timed), ""]
+        lines += [
+            "## Cost",
+            "",
+            "Eval time in seconds (compile excluded) / the process's peak RSS in GiB while the "
+            "length ran / XLA's planned memory for one step in GiB.",
+            "",
+            *_cost_table(timed),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -143,7 +173,11 @@ def _cost_table(rows: list) -> list:
     lines = ["| run | " + " | ".join(map(str, lengths)) + " |", "|---|" + "---:|" * len(lengths)]
     gib = lambda mib: "?" if mib is None else f"{mib / 1024:.2f}"
     for label in dict.fromkeys(r["label"] for r in rows):
-        out = [f"{c['time_s']:.1f} / {gib(c['peak_rss_mib'])} / {gib(c['xla_mib'])}" if (c := cells.get((label, L)))
-               else "" for L in lengths]
+        out = [
+            f"{c['time_s']:.1f} / {gib(c['peak_rss_mib'])} / {gib(c['xla_mib'])}"
+            if (c := cells.get((label, L)))
+            else ""
+            for L in lengths
+        ]
         lines.append(f"| {label} | " + " | ".join(out) + " |")
     return lines

@@ -34,8 +34,18 @@ from fire.optim import learning_rate_schedule, make_optimizer
 from fire.sharding import RULES, batch_sharding, data_parallel_size, make_mesh
 
 # Keys that may change between a run and its resumption without making it another run.
-RESUMABLE_CHANGES = ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
-                     "init_from", "mesh", "peak_flops", "data.num_workers", "data.data_dir")
+RESUMABLE_CHANGES = (
+    "num_steps",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "init_from",
+    "mesh",
+    "peak_flops",
+    "data.num_workers",
+    "data.data_dir",
+)
 
 
 def model_config(config, vocab_size: int) -> ModelConfig:
@@ -43,9 +53,18 @@ def model_config(config, vocab_size: int) -> ModelConfig:
     multiple = m.vocab_multiple or 1
     return ModelConfig(
         vocab_size=-(-vocab_size // multiple) * multiple,
-        num_layers=m.num_layers, d_model=m.d_model, num_heads=m.num_heads, d_ff=m.d_ff,
-        head_dim=m.head_dim, tie_embeddings=m.tie_embeddings, dtype=m.dtype, attention=m.attention,
-        block_size=m.block_size, train_len=config.train_len, pe=config.pe, pe_options=config.encoding.to_dict(),
+        num_layers=m.num_layers,
+        d_model=m.d_model,
+        num_heads=m.num_heads,
+        d_ff=m.d_ff,
+        head_dim=m.head_dim,
+        tie_embeddings=m.tie_embeddings,
+        dtype=m.dtype,
+        attention=m.attention,
+        block_size=m.block_size,
+        train_len=config.train_len,
+        pe=config.pe,
+        pe_options=config.encoding.to_dict(),
     )
 
 
@@ -54,21 +73,29 @@ def check_config(config, mesh) -> None:
     dp = data_parallel_size(mesh)
     micro = config.batch_size // max(config.grad_accum_steps, 1)
     if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
-        raise ConfigError(f"batch_size {config.batch_size} does not divide into grad_accum_steps "
-                          f"{config.grad_accum_steps} micro-batches.")
+        raise ConfigError(
+            f"batch_size {config.batch_size} does not divide into grad_accum_steps "
+            f"{config.grad_accum_steps} micro-batches."
+        )
     if micro % dp:
-        raise ConfigError(f"The micro-batch of {micro} sequences does not divide over the {dp}-way data axis "
-                          f"(mesh data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']}); choose a batch_size "
-                          f"that is a multiple of {dp * config.grad_accum_steps}.")
+        raise ConfigError(
+            f"The micro-batch of {micro} sequences does not divide over the {dp}-way data axis "
+            f"(mesh data x fsdp = {mesh.shape['data']} x {mesh.shape['fsdp']}); choose a batch_size "
+            f"that is a multiple of {dp * config.grad_accum_steps}."
+        )
     if config.batch_size % jax.process_count():
         raise ConfigError(f"batch_size {config.batch_size} does not divide over {jax.process_count()} processes.")
     if config.pe == "learned" and 0 < config.encoding.max_len < config.train_len:
-        raise ConfigError(f"pe=learned has max_len {config.encoding.max_len} < train_len {config.train_len}: "
-                          f"it cannot represent its own training windows.")
+        raise ConfigError(
+            f"pe=learned has max_len {config.encoding.max_len} < train_len {config.train_len}: "
+            f"it cannot represent its own training windows."
+        )
     tensor = mesh.shape["tensor"]
     if config.model.num_heads % tensor or config.model.d_ff % tensor:
-        raise ConfigError(f"The {tensor}-way tensor axis must divide num_heads ({config.model.num_heads}) "
-                          f"and d_ff ({config.model.d_ff}).")
+        raise ConfigError(
+            f"The {tensor}-way tensor axis must divide num_heads ({config.model.num_heads}) "
+            f"and d_ff ({config.model.d_ff})."
+        )
     if config.num_steps < 1:
         raise ConfigError(f"num_steps must be positive, got {config.num_steps}.")
 
@@ -89,13 +116,20 @@ def check_workdir(config, workdir: str) -> None:
     with open(path) as f:
         saved = _flatten(json.load(f))
     current = _flatten(json.loads(config.to_json_best_effort()))
-    changed = sorted((k for k in set(saved) | set(current)
-                      if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES)),
-                     key=lambda k: (k.count("."), k))  # top-level keys (pe, size, ...) first
+    changed = sorted(
+        (
+            k
+            for k in set(saved) | set(current)
+            if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES)
+        ),
+        key=lambda k: (k.count("."), k),
+    )  # top-level keys (pe, size, ...) first
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
-        raise ConfigError(f"{workdir} holds a run with a different config ({details}). "
-                          f"Use a new --workdir, or start from its weights with --config.init_from={workdir}.")
+        raise ConfigError(
+            f"{workdir} holds a run with a different config ({details}). "
+            f"Use a new --workdir, or start from its weights with --config.init_from={workdir}."
+        )
 
 
 def code_version() -> dict:
@@ -203,8 +237,12 @@ def build(config) -> Run:
             loss, grads = jax.tree_util.tree_map(lambda x: x / accum, (loss, grads))
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": schedule(state["step"]),
-                   **encoding_summary(model_cfg, params)}
+        metrics = {
+            "loss": loss,
+            "grad_norm": optax.tree.norm(grads),
+            "lr": schedule(state["step"]),
+            **encoding_summary(model_cfg, params),
+        }
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     def eval_step(params, inputs_BxT, targets_BxT, weights_BxT):
@@ -214,12 +252,20 @@ def build(config) -> Run:
     batch_shard = NamedSharding(mesh, data_spec)
     replicated = NamedSharding(mesh, PartitionSpec())
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
-        train_step = xla.jit(train_step, in_shardings=(state_sharding, batch_shard),
-                             out_shardings=(state_sharding, replicated), donate_argnums=0)
-        eval_step = xla.jit(eval_step, in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
-                            out_shardings=replicated)
-    return Run(config, mesh, tokenizer, model_cfg, model, state_sharding, abstract_state, init_fn, train_step,
-               eval_step)
+        train_step = xla.jit(
+            train_step,
+            in_shardings=(state_sharding, batch_shard),
+            out_shardings=(state_sharding, replicated),
+            donate_argnums=0,
+        )
+        eval_step = xla.jit(
+            eval_step,
+            in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
+            out_shardings=replicated,
+        )
+    return Run(
+        config, mesh, tokenizer, model_cfg, model, state_sharding, abstract_state, init_fn, train_step, eval_step
+    )
 
 
 def global_batch(run: Run, local: dict) -> dict:
@@ -234,15 +280,20 @@ class Validation:
     def __init__(self, run: Run):
         config = run.config
         self.run = run
-        windows = fire_data.eval_windows(config.data, run.tokenizer, config.train_len, protocol="stream",
-                                         token_budget=config.eval_tokens)
+        windows = fire_data.eval_windows(
+            config.data, run.tokenizer, config.train_len, protocol="stream", token_budget=config.eval_tokens
+        )
         dp = data_parallel_size(run.mesh)
         batch = -(-max(config.batch_size // config.grad_accum_steps, dp) // dp) * dp
         n = -(-len(windows.inputs) // batch) * batch
         pad = lambda x: np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)])
         self.batches = [
-            {k: v[i:i + batch] for k, v in
-             dict(inputs=pad(windows.inputs), targets=pad(windows.targets), weights=pad(windows.weights)).items()}
+            {
+                k: v[i : i + batch]
+                for k, v in dict(
+                    inputs=pad(windows.inputs), targets=pad(windows.targets), weights=pad(windows.weights)
+                ).items()
+            }
             for i in range(0, n, batch)
         ]
         self.n_tokens = windows.n_tokens
@@ -252,8 +303,10 @@ class Validation:
         total, count = 0.0, 0.0
         with jax.set_mesh(self.run.mesh), nn.logical_axis_rules(RULES):
             for b in self.batches:
-                arrays = [jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
-                          for v in (b["inputs"], b["targets"], b["weights"])]
+                arrays = [
+                    jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
+                    for v in (b["inputs"], b["targets"], b["weights"])
+                ]
                 loss_sum, weight_sum = self.run.eval_step(params, *arrays)
                 total, count = total + float(loss_sum), count + float(weight_sum)
         loss = total / count
@@ -284,9 +337,11 @@ def compile_step(run: Run, state, batch):
     memory = compiled.memory_analysis()
     if memory is not None:
         mib = lambda b: b / 2**20
-        log(f"Compiled train step in {time.perf_counter() - t0:.1f}s: arguments {mib(memory.argument_size_in_bytes):.1f} "
+        log(
+            f"Compiled train step in {time.perf_counter() - t0:.1f}s: arguments {mib(memory.argument_size_in_bytes):.1f} "
             f"MiB, outputs {mib(memory.output_size_in_bytes):.1f} MiB, temporaries "
-            f"{mib(memory.temp_size_in_bytes):.1f} MiB per device.")
+            f"{mib(memory.temp_size_in_bytes):.1f} MiB per device."
+        )
     return compiled
 
 
@@ -296,8 +351,15 @@ def train(config, workdir: str) -> dict:
     check_workdir(config, workdir)
     run = build(config)
     fire_data.prepare(config.data, run.tokenizer)
-    iterator = fire_data.train_iterator(config.data, run.tokenizer, config.train_len, config.batch_size, config.seed,
-                                        jax.process_index(), jax.process_count())
+    iterator = fire_data.train_iterator(
+        config.data,
+        run.tokenizer,
+        config.train_len,
+        config.batch_size,
+        config.seed,
+        jax.process_index(),
+        jax.process_count(),
+    )
     validation = Validation(run)
     save_run_info(config, workdir)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
@@ -316,16 +378,21 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
     config = run.config
     state = initial_state(run, checkpointer, iterator)
     step = int(state["step"])
-    log(f"{config.pe} | {config.size} | train_len {config.train_len} | {run.model_cfg.num_layers} layers, "
+    log(
+        f"{config.pe} | {config.size} | train_len {config.train_len} | {run.model_cfg.num_layers} layers, "
         f"d {run.model_cfg.d_model} | {sum(x.size for x in jax.tree_util.tree_leaves(state['params'])):,} params | "
-        f"mesh {dict(run.mesh.shape)} | {jax.process_count()} process(es) | workdir {workdir}")
+        f"mesh {dict(run.mesh.shape)} | {jax.process_count()} process(es) | workdir {workdir}"
+    )
     if step >= config.num_steps:
         log(f"Already trained to step {step} (num_steps {config.num_steps}).")
         return {}
     tokens_per_step = config.batch_size * config.train_len
-    progress = Progress(config.num_steps, tokens_per_step,
-                        train_flops_per_token(run.model_cfg, config.train_len) * tokens_per_step,
-                        config.peak_flops * jax.device_count())
+    progress = Progress(
+        config.num_steps,
+        tokens_per_step,
+        train_flops_per_token(run.model_cfg, config.train_len) * tokens_per_step,
+        config.peak_flops * jax.device_count(),
+    )
     batch = global_batch(run, next(iterator))
     train_step = compile_step(run, state, batch)
     last_saved = checkpointer.latest_step()
@@ -339,8 +406,10 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
         loss = float(metrics_done["loss"])
         if not math.isfinite(loss):
             where = f"step {last_saved} in {checkpointer.directory}" if last_saved else "none was saved"
-            raise NonFiniteLossError(f"The loss became {loss} at step {step_done}; stopping. The last good "
-                                     f"checkpoint is kept ({where}). Lower optimizer.lr or raise warmup_steps.")
+            raise NonFiniteLossError(
+                f"The loss became {loss} at step {step_done}; stopping. The last good "
+                f"checkpoint is kept ({where}). Lower optimizer.lr or raise warmup_steps."
+            )
         if step_done % config.log_every == 0 or step_done == config.num_steps:
             scalars = {k: float(v) for k, v in jax.device_get(metrics_done).items()}
             scalars.update(progress.rates(step_done))
@@ -363,8 +432,10 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
             pending = None
         if evaluate:
             ev = validation(state["params"])
-            log(f"step {step} | validation at {config.train_len}: loss {ev['eval_loss']:.4f}, "
-                f"ppl {ev['eval_ppl']:.2f} ({validation.n_tokens} tokens)")
+            log(
+                f"step {step} | validation at {config.train_len}: loss {ev['eval_loss']:.4f}, "
+                f"ppl {ev['eval_ppl']:.2f} ({validation.n_tokens} tokens)"
+            )
             writer.write(step, ev)
             final.update(ev)
             progress.start(step)  # keep evaluation out of the throughput
@@ -378,6 +449,8 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
         if not last:
             batch = global_batch(run, next(iterator))
     checkpointer.wait()
-    log(f"Done: {step} steps in {format_duration(time.perf_counter() - t_start)}; checkpoints in "
-        f"{checkpointer.directory}.")
+    log(
+        f"Done: {step} steps in {format_duration(time.perf_counter() - t_start)}; checkpoints in "
+        f"{checkpointer.directory}."
+    )
     return final

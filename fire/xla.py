@@ -23,4 +23,3 @@ def compiler_options() -> dict:
 def jit(fun, **kwargs):
     """``jax.jit(fun, **kwargs)`` compiled with :func:`compiler_options`."""
     return jax.jit(fun, compiler_options=compiler_options() or None, **kwargs)
-

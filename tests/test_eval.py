@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import write_corpus
 
 from configs import lm
 from fire import data as fire_data
 from fire import evaluation
 from fire.evaluation import EvalError, Settings, load_run, score_length, sweep
 from fire.trainer import train
-from helpers import write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = Settings(eval_tokens=512, batch_tokens=256)
@@ -96,19 +96,44 @@ def test_a_sweep_of_two_runs_writes_every_file(runs, tmp_path):
     out = str(tmp_path / "out")
     lines = []
     rows = sweep([runs["learned"], runs["fire"]], ["32", "64", "128"], FAST, out, log=lines.append)
-    assert sorted(os.listdir(out)) == ["cache.jsonl", "fire_bias.png", "length_curve.png", "position_curve.png",
-                                       "results.csv", "results.json", "results.md"]
+    assert sorted(os.listdir(out)) == [
+        "cache.jsonl",
+        "fire_bias.png",
+        "length_curve.png",
+        "position_curve.png",
+        "results.csv",
+        "results.json",
+        "results.md",
+    ]
     table = read_csv(os.path.join(out, "results.csv"))
     assert [(r["pe"], r["eval_len"]) for r in table] == [
-        ("learned", "32"), ("learned", "64"), ("learned", "128"), ("fire", "32"), ("fire", "64"), ("fire", "128")]
-    assert list(table[0])[:9] == ["run", "pe", "train_len", "eval_len", "protocol", "n_tokens", "loss", "ppl",
-                                  "bits_per_byte"]
+        ("learned", "32"),
+        ("learned", "64"),
+        ("learned", "128"),
+        ("fire", "32"),
+        ("fire", "64"),
+        ("fire", "128"),
+    ]
+    assert list(table[0])[:9] == [
+        "run",
+        "pe",
+        "train_len",
+        "eval_len",
+        "protocol",
+        "n_tokens",
+        "loss",
+        "ppl",
+        "bits_per_byte",
+    ]
     assert all(r["protocol"] == "stream" and r["train_len"] == "64" for r in table)
     # The learned table has 64 positions: its 128 cell is not applicable, and the sweep goes on.
     na = table[2]
     assert na["loss"] == na["ppl"] == "" and na["note"].startswith("n/a: pe=learned has a table of 64")
-    assert all(float(r["loss"]) > 0 and float(r["time_s"]) > 0 and float(r["peak_rss_mib"]) > 0
-               for i, r in enumerate(table) if i != 2)
+    assert all(
+        float(r["loss"]) > 0 and float(r["time_s"]) > 0 and float(r["peak_rss_mib"]) > 0
+        for i, r in enumerate(table)
+        if i != 2
+    )
     with open(os.path.join(out, "results.json")) as f:
         saved = json.load(f)
     assert len(saved) == 6 and saved[2]["loss"] is None and saved[3]["position_loss"]["edges"][-1] == 32
@@ -197,8 +222,7 @@ def test_bad_lengths_are_refused(runs, tmp_path):
 
 def _cli(*args):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    return subprocess.run([sys.executable, "eval_length.py", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True)
+    return subprocess.run([sys.executable, "eval_length.py", *args], cwd=REPO, env=env, capture_output=True, text=True)
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path):
@@ -208,8 +232,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
 
 
 def test_cli_dry_run_prints_each_length_and_writes_nothing(runs, tmp_path):
-    result = _cli(f"--workdir={os.path.dirname(runs['fire'])}/*", "--lengths=64,256", "--dry_run",
-                  "--eval_tokens=512")
+    result = _cli(f"--workdir={os.path.dirname(runs['fire'])}/*", "--lengths=64,256", "--dry_run", "--eval_tokens=512")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4 and all("XLA plan" in line for line in lines[:3]), lines

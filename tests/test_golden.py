@@ -33,8 +33,11 @@ def one_step(pe: str) -> dict:
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     state, metrics = run.train_step(state, {"inputs": inputs, "targets": targets})
     loss_sum, count = run.eval_step(state["params"], inputs, targets, jnp.ones(inputs.shape, jnp.float32))
-    return {"loss_before": float(metrics["loss"]), "grad_norm": float(metrics["grad_norm"]),
-            "loss_after": float(loss_sum / count)}
+    return {
+        "loss_before": float(metrics["loss"]),
+        "grad_norm": float(metrics["grad_norm"]),
+        "loss_after": float(loss_sum / count),
+    }
 
 
 @pytest.mark.parametrize("pe", NAMES)

@@ -7,22 +7,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import encoding_params, make_encoding
 
 from fire import xla
 from fire.attention import causal_bias
-from fire.layers import project
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
+from fire.layers import project
 from fire.model import SIZES, ModelConfig, Transformer, count_params
-from helpers import encoding_params, make_encoding
 
 TRAIN_LEN = 32
 VOCAB = 50
 
 
 def tiny(pe, **kwargs):
-    defaults = dict(vocab_size=VOCAB, num_layers=2, d_model=32, num_heads=4, d_ff=64,
-                    train_len=TRAIN_LEN, pe=pe, block_size=16)
+    defaults = dict(
+        vocab_size=VOCAB, num_layers=2, d_model=32, num_heads=4, d_ff=64, train_len=TRAIN_LEN, pe=pe, block_size=16
+    )
     cfg = ModelConfig(**{**defaults, **kwargs})
     model = Transformer(cfg)
     params = model.init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
@@ -65,8 +66,13 @@ def test_dense_and_blockwise_agree_off_block_multiple(pe_model):
 
 
 # Encodings with an additive bias: t5 alibi kerple_log kerple_power sandwich fire fire_s.
-BIASED = [pe for pe in NAMES if make_encoding(pe).apply(
-    {"params": encoding_params(make_encoding(pe))}, method=lambda m: m.bias_fn(64) is not None)]
+BIASED = [
+    pe
+    for pe in NAMES
+    if make_encoding(pe).apply(
+        {"params": encoding_params(make_encoding(pe))}, method=lambda m: m.bias_fn(64) is not None
+    )
+]
 
 
 @pytest.mark.parametrize("pe", BIASED)
@@ -119,8 +125,11 @@ def test_positions_matter_except_for_nope(pe_model):
 def test_encoding_parameter_sets(pe, per_layer_sets):
     model, params = tiny(pe)
     flat = jax.tree_util.tree_flatten_with_path(nn.meta.unbox(params))[0]
-    owners = {tuple(str(k.key) for k in path[:-1]) for path, _ in flat
-              if any(name in str(path[-1]) for name in ("L_multiplier", "table", "raw_r1"))}
+    owners = {
+        tuple(str(k.key) for k in path[:-1])
+        for path, _ in flat
+        if any(name in str(path[-1]) for name in ("L_multiplier", "table", "raw_r1"))
+    }
     assert len(owners) == per_layer_sets, owners
 
 
@@ -148,11 +157,14 @@ def test_fire_bias_computed_once_per_layer_never_per_example(monkeypatch):
         assert calls == [(1, 64), (1, 64), (1, 22)] * computations, (pe, calls)
 
 
-@pytest.mark.parametrize("equation, n_in, x_shape, k_shape", [
-    ("btd,df->btf", 1, (2, 5, 6), (6, 7)),
-    ("btd,dhk->bthk", 1, (2, 5, 6), (6, 3, 4)),
-    ("bthk,hkd->btd", 2, (2, 5, 3, 4), (3, 4, 6)),
-])
+@pytest.mark.parametrize(
+    "equation, n_in, x_shape, k_shape",
+    [
+        ("btd,df->btf", 1, (2, 5, 6), (6, 7)),
+        ("btd,dhk->bthk", 1, (2, 5, 6), (6, 3, 4)),
+        ("bthk,hkd->btd", 2, (2, 5, 3, 4), (3, 4, 6)),
+    ],
+)
 def test_projection_backward_equals_autodiff(equation, n_in, x_shape, k_shape):
     kx, kk, kg = jax.random.split(jax.random.key(0), 3)
     x, kernel = jax.random.normal(kx, x_shape), jax.random.normal(kk, k_shape)

@@ -10,12 +10,12 @@ import sys
 import jax
 import numpy as np
 import pytest
+from helpers import write_corpus
 
 from configs import lm
 from fire.checkpoint import Checkpointer
 from fire.errors import ConfigError
 from fire.trainer import build, train
-from helpers import write_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,8 +72,13 @@ def reference(corpus, tmp_path_factory):
 
 def test_a_run_writes_what_users_look_at(reference):
     config, workdir = reference
-    assert sorted(os.listdir(workdir)) == ["checkpoints", "code_version.json", "config.json", "metrics.jsonl",
-                                           "tensorboard"]
+    assert sorted(os.listdir(workdir)) == [
+        "checkpoints",
+        "code_version.json",
+        "config.json",
+        "metrics.jsonl",
+        "tensorboard",
+    ]
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     train_rows = [r for r in rows if "loss" in r]
@@ -85,12 +90,17 @@ def test_a_run_writes_what_users_look_at(reference):
     assert finalized_steps(workdir) == [8, 12]
 
 
-@pytest.mark.parametrize("mesh", [dict(data=8), dict(data=2, fsdp=4), dict(data=2, fsdp=2, tensor=2),
-                                  dict(data=2, tensor=4)])
+@pytest.mark.parametrize(
+    "mesh", [dict(data=8), dict(data=2, fsdp=4), dict(data=2, fsdp=2, tensor=2), dict(data=2, tensor=4)]
+)
 def test_mesh_shapes_reproduce_the_single_device_run(reference, corpus, tmp_path, mesh):
     _, ref_dir = reference
-    config = smoke_config(corpus, **{f"mesh.{k}": v for k, v in {"data": 1, "fsdp": 1, "tensor": 1, **mesh}.items()},
-                          num_steps=12, checkpoint_every=100)
+    config = smoke_config(
+        corpus,
+        **{f"mesh.{k}": v for k, v in {"data": 1, "fsdp": 1, "tensor": 1, **mesh}.items()},
+        num_steps=12,
+        checkpoint_every=100,
+    )
     train(config, str(tmp_path))
     ref, got = losses(ref_dir), losses(str(tmp_path))
     assert np.allclose([got[s] for s in ref], list(ref.values()), rtol=2e-4), (ref, got)
@@ -110,11 +120,20 @@ def _run_cli(args, env_extra=None, **kwargs):
 
 
 def _cli_flags(config, workdir):
-    flat = {"data.path": config.data.path, "data.data_dir": config.data.data_dir, "batch_size": config.batch_size,
-            "num_steps": config.num_steps, "log_every": config.log_every, "eval_every": config.eval_every,
-            "checkpoint_every": config.checkpoint_every}
-    return [f"--config=configs/lm.py:pe={config.pe},data=text_dir,smoke", f"--workdir={workdir}",
-            *(f"--config.{k}={v}" for k, v in flat.items())]
+    flat = {
+        "data.path": config.data.path,
+        "data.data_dir": config.data.data_dir,
+        "batch_size": config.batch_size,
+        "num_steps": config.num_steps,
+        "log_every": config.log_every,
+        "eval_every": config.eval_every,
+        "checkpoint_every": config.checkpoint_every,
+    }
+    return [
+        f"--config=configs/lm.py:pe={config.pe},data=text_dir,smoke",
+        f"--workdir={workdir}",
+        *(f"--config.{k}={v}" for k, v in flat.items()),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +208,21 @@ def test_two_processes_match_the_single_process_run(reference, corpus, tmp_path)
     address = f"localhost:{_free_port()}"
     procs = [
         subprocess.Popen(
-            [sys.executable, "train.py", *_cli_flags(config, workdir), f"--coordinator_address={address}",
-             "--num_processes=2", f"--process_id={i}", "--config.checkpoint_every=100"],
-            cwd=REPO, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "train.py",
+                *_cli_flags(config, workdir),
+                f"--coordinator_address={address}",
+                "--num_processes=2",
+                f"--process_id={i}",
+                "--config.checkpoint_every=100",
+            ],
+            cwd=REPO,
+            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -204,12 +234,16 @@ def test_two_processes_match_the_single_process_run(reference, corpus, tmp_path)
 
 # ------------------------------------------------------------------ bad input
 
-@pytest.mark.parametrize("arg,message", [
-    ("pe=fier", "Unknown position encoding pe=fier. Did you mean fire"),
-    ("size=huge", "Unknown model size size=huge"),
-    ("train_len=many", "train_len must be an integer"),
-    ("pe=fire,lenght=3", "Unknown config axis 'lenght'. Did you mean length"),
-])
+
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        ("pe=fier", "Unknown position encoding pe=fier. Did you mean fire"),
+        ("size=huge", "Unknown model size size=huge"),
+        ("train_len=many", "train_len must be an integer"),
+        ("pe=fire,lenght=3", "Unknown config axis 'lenght'. Did you mean length"),
+    ],
+)
 def test_bad_sweep_axes(arg, message):
     with pytest.raises(ValueError) as e:
         lm.get_config(arg)
@@ -241,8 +275,9 @@ def test_workdir_with_another_config_is_refused(reference, corpus):
 
 def test_cli_reports_one_line_without_traceback(corpus, tmp_path):
     config = smoke_config(corpus)
-    result = _run_cli(["train.py", *_cli_flags(config, str(tmp_path)), "--config.batch_size=3",
-                       "--config.grad_accum_steps=2"])
+    result = _run_cli(
+        ["train.py", *_cli_flags(config, str(tmp_path)), "--config.batch_size=3", "--config.grad_accum_steps=2"]
+    )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: batch_size 3 does not divide into grad_accum_steps 2")
     assert "Traceback" not in result.stderr

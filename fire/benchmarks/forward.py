@@ -39,28 +39,46 @@ DEFAULT_LENGTHS = {"tiny": (512, 2048, 8192, 32768)}  # other sizes: 512, 2048, 
 _RESULT_TAG = "FORWARD_BENCH_RESULT "  # marks the worker's JSON line on its stdout
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-QUICK = dict(sizes="tiny", encodings="fire,learned", impls="dense,blockwise", lengths="256,1024",
-             repeats=2, budget_s=5.0, block_size=256)
-DEFAULTS = dict(sizes="tiny,small", encodings="all", impls="dense,blockwise", lengths=None,
-                repeats=3, budget_s=60.0, block_size=512)
+QUICK = dict(
+    sizes="tiny",
+    encodings="fire,learned",
+    impls="dense,blockwise",
+    lengths="256,1024",
+    repeats=2,
+    budget_s=5.0,
+    block_size=256,
+)
+DEFAULTS = dict(
+    sizes="tiny,small", encodings="all", impls="dense,blockwise", lengths=None, repeats=3, budget_s=60.0, block_size=512
+)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--sizes", help=f"comma list of model sizes (default {DEFAULTS['sizes']})")
     p.add_argument("--encodings", help="comma list of fire.encodings.NAMES, or 'all' (default)")
     p.add_argument("--impls", help="comma list of attention paths (default dense,blockwise)")
-    p.add_argument("--lengths", help="comma list of sequence lengths for every size and path "
-                                     "(default 512,2048,8192, plus 32768 for tiny)")
+    p.add_argument(
+        "--lengths",
+        help="comma list of sequence lengths for every size and path (default 512,2048,8192, plus 32768 for tiny)",
+    )
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeats", type=int, help="timed runs per cell after one warm-up (default 3)")
-    p.add_argument("--budget_s", type=float,
-                   help="fewer timed runs when they would exceed this many seconds (default 60; min 1 run)")
+    p.add_argument(
+        "--budget_s",
+        type=float,
+        help="fewer timed runs when they would exceed this many seconds (default 60; min 1 run)",
+    )
     p.add_argument("--block_size", type=int, help="blockwise attention tile (default 512)")
-    p.add_argument("--mem_limit_gib", type=float, default=8.0,
-                   help="do not run a cell whose memory estimate exceeds this: for dense the "
-                        "BxHxTxT f32 logits before compiling, then for every cell XLA's plan")
+    p.add_argument(
+        "--mem_limit_gib",
+        type=float,
+        default=8.0,
+        help="do not run a cell whose memory estimate exceeds this: for dense the "
+        "BxHxTxT f32 logits before compiling, then for every cell XLA's plan",
+    )
     p.add_argument("--cell_timeout", type=float, default=3600.0, help="seconds per subprocess")
     p.add_argument("--output", help="also write the markdown here and the JSON next to it (.json)")
     p.add_argument("--quick", action="store_true", help="~1 minute smoke version: " + json.dumps(QUICK))
@@ -118,8 +136,9 @@ def measure(cell):
     from fire.encodings import LengthError
     from fire.model import ModelConfig, Transformer
 
-    cfg = ModelConfig.from_size(cell["size"], vocab_size=VOCAB, train_len=TRAIN_LEN, pe=cell["pe"],
-                                block_size=cell["block_size"])
+    cfg = ModelConfig.from_size(
+        cell["size"], vocab_size=VOCAB, train_len=TRAIN_LEN, pe=cell["pe"], block_size=cell["block_size"]
+    )
     model = Transformer(cfg)
     B, T = cell["batch"], cell["T"]
     # Parameter shapes do not depend on T (learned's table is train_len long): init short.
@@ -154,8 +173,14 @@ def measure(cell):
         jax.block_until_ready(compiled(params, tokens_BxT))  # no reference kept: one output alive
         times.append(time.perf_counter() - start)
     peak = _maxrss_bytes()
-    result.update(times_s=times, forward_s=statistics.median(times), tokens_per_s=B * T / statistics.median(times),
-                  baseline_rss=baseline, peak_rss=peak, peak_minus_baseline=peak - baseline)
+    result.update(
+        times_s=times,
+        forward_s=statistics.median(times),
+        tokens_per_s=B * T / statistics.median(times),
+        baseline_rss=baseline,
+        peak_rss=peak,
+        peak_minus_baseline=peak - baseline,
+    )
     return result
 
 
@@ -208,9 +233,19 @@ def bias_call_check(sizes, batch=4, T=200):
                     row_tiles = -(-cfg.block_size // attention.BIAS_TILE_ROWS)
                 expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)
                 ok = len(q_pos_shapes) == expected and all(s[0] == 1 for s in q_pos_shapes)
-                rows.append(dict(size=size, pe=pe, impl=impl, batch=batch, layers=cfg.num_layers,
-                                 calls=len(q_pos_shapes), expected=expected,
-                                 q_pos_shapes=sorted(set(q_pos_shapes)), ok=ok))
+                rows.append(
+                    dict(
+                        size=size,
+                        pe=pe,
+                        impl=impl,
+                        batch=batch,
+                        layers=cfg.num_layers,
+                        calls=len(q_pos_shapes),
+                        expected=expected,
+                        q_pos_shapes=sorted(set(q_pos_shapes)),
+                        ok=ok,
+                    )
+                )
     return rows
 
 
@@ -221,28 +256,45 @@ def plan(args):
     sizes = args.sizes.split(",")
     pes = list(NAMES) if args.encodings == "all" else args.encodings.split(",")
     impls = args.impls.split(",")
-    for given, valid, what in ((sizes, SIZES, "size"), (pes, NAMES, "encoding"), (impls, ("dense", "blockwise"), "impl")):
+    for given, valid, what in (
+        (sizes, SIZES, "size"),
+        (pes, NAMES, "encoding"),
+        (impls, ("dense", "blockwise"), "impl"),
+    ):
         bad = [x for x in given if x not in valid]
         if bad:
             raise SystemExit(f"Unknown {what}(s) {', '.join(bad)}; valid: {', '.join(valid)}.")
     cells = []
     for size in sizes:
-        lengths = ([int(x) for x in args.lengths.split(",")] if args.lengths
-                   else DEFAULT_LENGTHS.get(size, (512, 2048, 8192)))
+        lengths = (
+            [int(x) for x in args.lengths.split(",")] if args.lengths else DEFAULT_LENGTHS.get(size, (512, 2048, 8192))
+        )
         num_heads = SIZES[size][2]
         for pe in pes:
             enc = ModelConfig.from_size(size, vocab_size=VOCAB, train_len=TRAIN_LEN, pe=pe).build_encoding()
             table_len = getattr(enc, "table_len", float("inf"))
             for impl in impls:
                 for T in lengths:
-                    cell = dict(size=size, pe=pe, impl=impl, T=T, batch=args.batch, block_size=args.block_size,
-                                repeats=args.repeats, budget_s=args.budget_s, mem_limit_gib=args.mem_limit_gib)
+                    cell = dict(
+                        size=size,
+                        pe=pe,
+                        impl=impl,
+                        T=T,
+                        batch=args.batch,
+                        block_size=args.block_size,
+                        repeats=args.repeats,
+                        budget_s=args.budget_s,
+                        mem_limit_gib=args.mem_limit_gib,
+                    )
                     # The dense path holds at least the f32 logits BxHxTxT: skip without compiling
                     # (but call learned's cells past its table n/a, as its runs would).
                     logits_bytes = args.batch * num_heads * T * T * 4
                     if impl == "dense" and logits_bytes > args.mem_limit_gib * GiB:
-                        cell["result"] = ({"status": "n/a", "note": f"n/a (table {table_len})"} if T > table_len
-                                          else {"status": "skipped", "note": f"skipped (est. {fmt_bytes(logits_bytes)})"})
+                        cell["result"] = (
+                            {"status": "n/a", "note": f"n/a (table {table_len})"}
+                            if T > table_len
+                            else {"status": "skipped", "note": f"skipped (est. {fmt_bytes(logits_bytes)})"}
+                        )
                     cells.append(cell)
     return cells
 
@@ -258,7 +310,7 @@ def run_cell(cell, timeout):
         return {"status": "failed", "note": f"failed (timeout {timeout:.0f} s)"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(_RESULT_TAG):
-            return json.loads(line[len(_RESULT_TAG):])
+            return json.loads(line[len(_RESULT_TAG) :])
     tail = proc.stderr.strip().splitlines()[-15:]
     print("\n".join(tail), file=sys.stderr)  # e.g. a traceback, or nothing if OOM-killed
     return {"status": "failed", "note": f"failed (rc={proc.returncode})", "stderr_tail": tail}
@@ -267,17 +319,21 @@ def run_cell(cell, timeout):
 def render(cells, bias_rows, args):
     import jax
 
-    out = ["| size | pe | impl | T | compile | forward (median of n) | tokens/s | XLA temp+arg+out "
-           "| peak RSS − baseline | peak RSS |",
-           "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        "| size | pe | impl | T | compile | forward (median of n) | tokens/s | XLA temp+arg+out "
+        "| peak RSS − baseline | peak RSS |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in cells:
         r = c["result"]
         key = f"| {c['size']} | {c['pe']} | {c['impl']} | {c['T']} |"
         if r["status"] == "ok":
             mark = "" if r["peak_reset"] else " ‡"
-            out.append(f"{key} {r['compile_s']:.1f} s | {r['forward_s']:.3f} s (n={len(r['times_s'])}) "
-                       f"| {r['tokens_per_s']:,.0f} | {fmt_bytes(r['xla_bytes'])} "
-                       f"| {fmt_bytes(r['peak_minus_baseline'])}{mark} | {fmt_bytes(r['peak_rss'])} |")
+            out.append(
+                f"{key} {r['compile_s']:.1f} s | {r['forward_s']:.3f} s (n={len(r['times_s'])}) "
+                f"| {r['tokens_per_s']:,.0f} | {fmt_bytes(r['xla_bytes'])} "
+                f"| {fmt_bytes(r['peak_minus_baseline'])}{mark} | {fmt_bytes(r['peak_rss'])} |"
+            )
         else:
             compile_s = f"{r['compile_s']:.1f} s" if "compile_s" in r else ""
             out.append(f"{key} {compile_s} | {r['note']} | | {fmt_bytes(r.get('xla_bytes'))} | | |")
@@ -305,21 +361,33 @@ def render(cells, bias_rows, args):
         "because its f32 logits B·H·T²·4 alone exceed --mem_limit_gib; skipped (XLA est.): XLA's plan "
         "exceeds it.",
     ]
-    target = [c["result"] for c in cells
-              if (c["size"], c["impl"], c["T"]) == ("tiny", "blockwise", 32768) and c["result"]["status"] == "ok"]
+    target = [
+        c["result"]
+        for c in cells
+        if (c["size"], c["impl"], c["T"]) == ("tiny", "blockwise", 32768) and c["result"]["status"] == "ok"
+    ]
     if target and args.batch == 1:
         worst = max(r["peak_rss"] for r in target)
-        out.append(f"\nTarget: tiny blockwise T=32768 batch 1 peaks under 4 GiB: max absolute peak RSS over "
-                   f"{len(target)} encoding(s) = {fmt_bytes(worst)} -> {'OK' if worst < 4 * GiB else 'MISSED'}")
-    out += ["", "Bias calls per forward (FIRE's bias closure, counted while tracing one forward with batch "
-                f"{bias_rows[0]['batch'] if bias_rows else '?'} and T=200; dense must be once per layer for fire, "
-                "once for fire_s, one call per causal row tile; blockwise traces it once per layer per row tile "
-                "of the block and runs it per block):", "",
-            "| size | pe | impl | layers | calls | expected | q_pos shapes | ok |", "|---|---|---|---:|---:|---:|---|---|"]
+        out.append(
+            f"\nTarget: tiny blockwise T=32768 batch 1 peaks under 4 GiB: max absolute peak RSS over "
+            f"{len(target)} encoding(s) = {fmt_bytes(worst)} -> {'OK' if worst < 4 * GiB else 'MISSED'}"
+        )
+    out += [
+        "",
+        "Bias calls per forward (FIRE's bias closure, counted while tracing one forward with batch "
+        f"{bias_rows[0]['batch'] if bias_rows else '?'} and T=200; dense must be once per layer for fire, "
+        "once for fire_s, one call per causal row tile; blockwise traces it once per layer per row tile "
+        "of the block and runs it per block):",
+        "",
+        "| size | pe | impl | layers | calls | expected | q_pos shapes | ok |",
+        "|---|---|---|---:|---:|---:|---|---|",
+    ]
     for b in bias_rows:
         shapes = ", ".join(str(list(s)) for s in b["q_pos_shapes"])
-        out.append(f"| {b['size']} | {b['pe']} | {b['impl']} | {b['layers']} | {b['calls']} | {b['expected']} "
-                   f"| {shapes} | {'yes' if b['ok'] else 'NO'} |")
+        out.append(
+            f"| {b['size']} | {b['pe']} | {b['impl']} | {b['layers']} | {b['calls']} | {b['expected']} "
+            f"| {shapes} | {'yes' if b['ok'] else 'NO'} |"
+        )
     return "\n".join(out)
 
 
@@ -335,10 +403,16 @@ def main(argv=None):
         if "result" not in cell:
             cell["result"] = run_cell(cell, args.cell_timeout)
         r = cell["result"]
-        summary = (f"{r['forward_s']:.3f} s, peak RSS - baseline {fmt_bytes(r['peak_minus_baseline'])}"
-                   if r["status"] == "ok" else r["note"])
-        print(f"[{i}/{len(cells)}] {cell['size']} {cell['pe']} {cell['impl']} T={cell['T']}: {summary}",
-              file=sys.stderr, flush=True)
+        summary = (
+            f"{r['forward_s']:.3f} s, peak RSS - baseline {fmt_bytes(r['peak_minus_baseline'])}"
+            if r["status"] == "ok"
+            else r["note"]
+        )
+        print(
+            f"[{i}/{len(cells)}] {cell['size']} {cell['pe']} {cell['impl']} T={cell['T']}: {summary}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     table = render(cells, bias_rows, args)
     print(table)
@@ -346,8 +420,16 @@ def main(argv=None):
         with open(args.output, "w") as f:
             f.write(table + "\n")
         with open(os.path.splitext(args.output)[0] + ".json", "w") as f:
-            json.dump({"args": {k: v for k, v in vars(args).items() if k != "_cell"}, "cells": cells,
-                       "bias_calls": bias_rows}, f, indent=1, default=str)
+            json.dump(
+                {
+                    "args": {k: v for k, v in vars(args).items() if k != "_cell"},
+                    "cells": cells,
+                    "bias_calls": bias_rows,
+                },
+                f,
+                indent=1,
+                default=str,
+            )
     return 0 if all(b["ok"] for b in bias_rows) else 1
 
 

@@ -41,8 +41,9 @@ class Step:
         self.run = build(config)
         self.state = self.run.init_fn(jax.random.key(0))
         rng = np.random.default_rng(0)
-        self.tokens = {k: jnp.asarray(rng.integers(0, 256, (batch, train_len)), jnp.int32)
-                       for k in ("inputs", "targets")}
+        self.tokens = {
+            k: jnp.asarray(rng.integers(0, 256, (batch, train_len)), jnp.int32) for k in ("inputs", "targets")
+        }
         self.compile_s = self()  # the first call compiles
         self.flops = train_flops_per_token(self.run.model_cfg, train_len) * batch * train_len
 
@@ -116,9 +117,11 @@ def main(argv=None):
     dtype = jnp.dtype(args.dtype)
     sizes = args.sizes.split(",")
     measured = {size: matmul_gflops(size, args.train_len, args.batch, dtype) for size in sizes}
-    print(f"train step, train_len {args.train_len}, batch {args.batch}, {args.dtype}, "
-          f"{jax.device_count()} {jax.devices()[0].platform} device(s); MFU against {args.peak_gflops:.0f} GFLOP/s; "
-          "measured matmul peak: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in measured.items()) + "\n")
+    print(
+        f"train step, train_len {args.train_len}, batch {args.batch}, {args.dtype}, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s); MFU against {args.peak_gflops:.0f} GFLOP/s; "
+        "measured matmul peak: " + ", ".join(f"{s} {g:.0f} GFLOP/s" for s, g in measured.items()) + "\n"
+    )
     print("| size | encoding | ms/step | tokens/s | GFLOP/s | MFU | of measured peak | vs nope | compile s |")
     print("|---|---|---|---|---|---|---|---|---|")
     tokens_per_s = {}
@@ -131,15 +134,20 @@ def main(argv=None):
             ratio = statistics.median(t / t_nope for t, t_nope in zip(times, nope_times))
             tokens_per_s[size, pe] = args.batch * args.train_len / seconds
             gflops = step.flops / seconds / 1e9
-            print(f"| {size} | {pe} | {seconds * 1e3:.0f} | {tokens_per_s[size, pe]:,.0f} | {gflops:.1f} | "
-                  f"{100 * gflops / args.peak_gflops:.1f}% | {100 * gflops / measured[size]:.0f}% | "
-                  f"{ratio:.2f}x | {step.compile_s:.1f} |", flush=True)
+            print(
+                f"| {size} | {pe} | {seconds * 1e3:.0f} | {tokens_per_s[size, pe]:,.0f} | {gflops:.1f} | "
+                f"{100 * gflops / args.peak_gflops:.1f}% | {100 * gflops / measured[size]:.0f}% | "
+                f"{ratio:.2f}x | {step.compile_s:.1f} |",
+                flush=True,
+            )
         del timed
     fastest = max(tokens_per_s.values())
     pipeline = pipeline_tokens_per_s(args.train_len, args.batch)
-    print(f"\ndata pipeline (shakespeare, bytes, train_len {args.train_len}, batch {args.batch}): "
-          f"{pipeline:,.0f} tokens/s = {pipeline / fastest:.0f}x the fastest training step above "
-          f"({fastest:,.0f} tokens/s)")
+    print(
+        f"\ndata pipeline (shakespeare, bytes, train_len {args.train_len}, batch {args.batch}): "
+        f"{pipeline:,.0f} tokens/s = {pipeline / fastest:.0f}x the fastest training step above "
+        f"({fastest:,.0f} tokens/s)"
+    )
 
 
 if __name__ == "__main__":

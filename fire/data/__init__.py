@@ -10,20 +10,13 @@ Usage:
     ev = fire.data.eval_windows(cfg, tok, length=2048)  # protocol: cfg.eval_protocol
 """
 
-from fire.data.config import cache_root
-from fire.data.config import default_config
+from fire.data.config import cache_root, default_config
 from fire.data.errors import DataError
-from fire.data.eval_windows import EvalWindows
-from fire.data.eval_windows import make_eval_windows
-from fire.data.eval_windows import PROTOCOLS
-from fire.data.pipeline import make_train_iterator
-from fire.data.pipeline import TrainIterator
+from fire.data.eval_windows import PROTOCOLS, EvalWindows, make_eval_windows
+from fire.data.pipeline import TrainIterator, make_train_iterator
 from fire.data.sources import open_corpus
 from fire.data.token_cache import split_tokens
-from fire.data.tokenizers import bits_per_byte
-from fire.data.tokenizers import get_tokenizer
-from fire.data.tokenizers import TOKENIZERS
-from fire.data.tokenizers import Tokenizer
+from fire.data.tokenizers import TOKENIZERS, Tokenizer, bits_per_byte, get_tokenizer
 
 __all__ = [
     "DATASETS", "DataError", "EvalWindows", "PROTOCOLS", "TOKENIZERS", "Tokenizer",

@@ -38,9 +38,7 @@ def make_eval_windows(
     split_tokens, tokenizer, length: int, protocol: str, token_budget: int, stride: int = 0
 ) -> EvalWindows:
     if protocol not in PROTOCOLS:
-        raise DataError(
-            f'unknown eval protocol {protocol!r}; expected one of {", ".join(PROTOCOLS)}.'
-        )
+        raise DataError(f"unknown eval protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}.")
     L = int(length)
     if L < 1 or token_budget < 1:
         raise DataError(f"eval length ({L}) and token budget ({token_budget}) must be positive.")
@@ -55,7 +53,7 @@ def make_eval_windows(
         n_stream = len(tokens) + 1  # with the leading EOS
         if n_stream < L + 1:
             raise DataError(
-                f'eval length {L} needs {L + 1} tokens; the {split_tokens.meta["split"]} '
+                f"eval length {L} needs {L + 1} tokens; the {split_tokens.meta['split']} "
                 f"split has {n_stream} (EOS separators included)."
             )
         max_windows = 1 + (n_stream - L - 1) // stride

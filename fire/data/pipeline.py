@@ -14,9 +14,9 @@ import json
 import sys
 import threading
 
-from absl import flags
 import grain
 import numpy as np
+from absl import flags
 
 from fire.data.errors import DataError
 
@@ -86,14 +86,9 @@ def _rebuild(tokens, offsets, window, seed):
 class LocalBatches:
     """step -> this process's rows of the global batch: {'inputs', 'targets'} int32 [B, L]."""
 
-    def __init__(
-        self, windows: PackedWindows, global_batch_size: int, process_index: int, process_count: int
-    ):
+    def __init__(self, windows: PackedWindows, global_batch_size: int, process_index: int, process_count: int):
         if global_batch_size % process_count:
-            raise DataError(
-                f"global_batch_size {global_batch_size} does not divide by "
-                f"process_count {process_count}."
-            )
+            raise DataError(f"global_batch_size {global_batch_size} does not divide by process_count {process_count}.")
         if not 0 <= process_index < process_count:
             raise DataError(f"process_index {process_index} is not in [0, {process_count}).")
         self.windows = windows

@@ -36,9 +36,7 @@ class Corpus:
 
     def documents(self, split: str) -> "Documents":
         try:
-            source = tfds.data_source(
-                self.tfds_name, split=split, data_dir=self.data_dir, download=False
-            )
+            source = tfds.data_source(self.tfds_name, split=split, data_dir=self.data_dir, download=False)
         except ValueError as e:  # unknown split names, bad slices
             raise DataError(f"{self.tfds_name}: cannot read split {split!r}: {e}") from None
         return Documents(source, self.text_key, f"{self.tfds_name}[{split}]")
@@ -67,9 +65,7 @@ class Documents:
         try:
             return bytes(text).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise DataError(
-                f"{self.name} document {index} is not UTF-8 text (offset {e.start})."
-            ) from None
+            raise DataError(f"{self.name} document {index} is not UTF-8 text (offset {e.start}).") from None
 
 
 def open_corpus(data_cfg) -> Corpus:
@@ -82,9 +78,7 @@ def open_corpus(data_cfg) -> Corpus:
     if name == "text_dir":
         fp = builders.text_dir.fingerprint(data_cfg.path)
         data_dir = cache_root(data_cfg) / "text_dir" / fp
-        _prepare(
-            builders.TextDir(path=data_cfg.path, data_dir=data_dir, file_format="array_record")
-        )
+        _prepare(builders.TextDir(path=data_cfg.path, data_dir=data_dir, file_format="array_record"))
         return Corpus("text_dir", str(data_dir), f"text_dir-{fp}", "text")
     return _catalog(name, data_cfg.data_dir or None, data_cfg.text_key)
 
@@ -122,7 +116,7 @@ def _catalog(name: str, data_dir: str | None, text_key: str) -> Corpus:
     import tensorflow_datasets.text  # noqa: F401
 
     unknown = DataError(
-        f'unknown dataset {name!r}: expected one of {", ".join(BUILTIN)} or a TFDS catalog '
+        f"unknown dataset {name!r}: expected one of {', '.join(BUILTIN)} or a TFDS catalog "
         f"name such as c4/en:3.1.0, pg19, lm1b (tfds.list_builders() lists them)."
     )
     if not name:
@@ -147,7 +141,7 @@ def _catalog(name: str, data_dir: str | None, text_key: str) -> Corpus:
     if fmt is None or fmt.value != "array_record":
         raise DataError(
             f"TFDS dataset {name!r} under {where} is stored as "
-            f'{getattr(fmt, "value", fmt)}; random access needs array_record.'
+            f"{getattr(fmt, 'value', fmt)}; random access needs array_record."
         )
     features = builder.info.features.keys()
     if text_key not in features and text_key == "text" and builder.name in _TEXT_KEYS:
@@ -155,7 +149,7 @@ def _catalog(name: str, data_dir: str | None, text_key: str) -> Corpus:
     if text_key not in features:
         raise DataError(
             f"TFDS dataset {name!r} has no feature {text_key!r} (data.text_key); "
-            f'its features are {", ".join(sorted(features))}.'
+            f"its features are {', '.join(sorted(features))}."
         )
     digest = hashlib.sha256(f"{where}\0{text_key}".encode()).hexdigest()[:12]
     safe = builder.info.full_name.replace("/", "-")

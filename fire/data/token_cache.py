@@ -12,8 +12,7 @@ import pathlib
 
 import numpy as np
 
-from fire.data import atomic
-from fire.data import sources
+from fire.data import atomic, sources
 from fire.data.errors import DataError
 
 _COPY_CHUNK = 1 << 24  # tokens per copy from the raw scratch file into the .npy
@@ -32,10 +31,7 @@ class SplitTokens:
 
 
 def split_tokens(data_cfg, corpus: sources.Corpus, tokenizer, split: str) -> SplitTokens:
-    folder = (
-        sources.dataset_cache_dir(data_cfg, corpus)
-        / f"{atomic.safe_name(split)}.{tokenizer.fingerprint}"
-    )
+    folder = sources.dataset_cache_dir(data_cfg, corpus) / f"{atomic.safe_name(split)}.{tokenizer.fingerprint}"
     if not folder.is_dir():
         with atomic.publish_dir(folder) as tmp:
             _write(tmp, corpus.documents(split), tokenizer, split)

@@ -12,8 +12,7 @@ from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
-from fire.data import atomic
-from fire.data import sources
+from fire.data import atomic, sources
 from fire.data.errors import DataError
 
 TOKENIZERS = ("bytes", "sentencepiece")
@@ -82,9 +81,7 @@ class SentencePieceTokenizer:
         self.vocab_size = self._sp.get_piece_size()
         self.eos_id = self._sp.eos_id()
         if self.eos_id < 0:
-            raise DataError(
-                "the sentencepiece model has no EOS piece; documents are joined with EOS."
-            )
+            raise DataError("the sentencepiece model has no EOS piece; documents are joined with EOS.")
         self.bos_id = self._sp.bos_id() if self._sp.bos_id() >= 0 else self.eos_id
         self.pad_id = self._sp.pad_id() if self._sp.pad_id() >= 0 else self.eos_id
         self.fingerprint = "spm-" + hashlib.sha256(model_proto).hexdigest()[:12]
@@ -169,23 +166,16 @@ def get_tokenizer(data_cfg):
         if data_cfg.spm_model:
             return SentencePieceTokenizer.from_file(data_cfg.spm_model)
         return SentencePieceTokenizer(_trained_model(data_cfg))
-    raise DataError(
-        f'unknown tokenizer {data_cfg.tokenizer!r}; expected one of {", ".join(TOKENIZERS)}.'
-    )
+    raise DataError(f"unknown tokenizer {data_cfg.tokenizer!r}; expected one of {', '.join(TOKENIZERS)}.")
 
 
 def _trained_model(data_cfg) -> bytes:
     corpus = sources.open_corpus(data_cfg)
     split = data_cfg.train_split
-    path = (
-        sources.dataset_cache_dir(data_cfg, corpus)
-        / f"spm{data_cfg.spm_vocab_size}.{atomic.safe_name(split)}.model"
-    )
+    path = sources.dataset_cache_dir(data_cfg, corpus) / f"spm{data_cfg.spm_vocab_size}.{atomic.safe_name(split)}.model"
     if not path.exists():
         docs = corpus.documents(split)
-        proto = train_sentencepiece(
-            (t for chunk in docs.chunks() for t in chunk), data_cfg.spm_vocab_size
-        )
+        proto = train_sentencepiece((t for chunk in docs.chunks() for t in chunk), data_cfg.spm_vocab_size)
         with atomic.publish_file(path) as tmp:
             tmp.write_bytes(proto)
     return path.read_bytes()

@@ -9,7 +9,7 @@ import dataclasses
 import difflib
 from typing import Mapping, Optional
 
-from fire.encodings.absolute import LengthError, Learned, Sinusoidal
+from fire.encodings.absolute import Learned, LengthError, Sinusoidal
 from fire.encodings.alibi import ALiBi, alibi_slopes
 from fire.encodings.base import PositionEncoding
 from fire.encodings.fire import FIRE
@@ -93,8 +93,26 @@ def build_encoding(
 
 
 __all__ = [
-    "NAMES", "REGISTRY", "PositionEncoding", "LengthError", "UnknownEncodingError",
-    "build_encoding", "encoding_options", "is_shared", "alibi_slopes", "t5_bucket",
-    "NoPE", "Learned", "Sinusoidal", "RoPE", "RoPEPI", "YaRN", "T5Bias", "ALiBi",
-    "KerpleLog", "KerplePower", "Sandwich", "FIRE",
+    "NAMES",
+    "REGISTRY",
+    "PositionEncoding",
+    "LengthError",
+    "UnknownEncodingError",
+    "build_encoding",
+    "encoding_options",
+    "is_shared",
+    "alibi_slopes",
+    "t5_bucket",
+    "NoPE",
+    "Learned",
+    "Sinusoidal",
+    "RoPE",
+    "RoPEPI",
+    "YaRN",
+    "T5Bias",
+    "ALiBi",
+    "KerpleLog",
+    "KerplePower",
+    "Sandwich",
+    "FIRE",
 ]

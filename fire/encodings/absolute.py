@@ -1,7 +1,7 @@
 """Absolute position embeddings added to the token embeddings."""
 
-import jax.numpy as jnp
 import flax.linen as nn
+import jax.numpy as jnp
 
 from fire.encodings.base import PositionEncoding
 

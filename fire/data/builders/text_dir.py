@@ -34,10 +34,7 @@ def split_files(path) -> dict[str, list[pathlib.Path]]:
         empty = [s for s in SPLIT_FOLDERS if not splits.get(s)]
         if empty:
             found = ", ".join(f"{s}/: {len(splits.get(s, []))} .txt files" for s in SPLIT_FOLDERS)
-            raise DataError(
-                f"text_dir {root} has split subfolders but {empty[0]}/ has no "
-                f"*.txt files ({found})."
-            )
+            raise DataError(f"text_dir {root} has split subfolders but {empty[0]}/ has no *.txt files ({found}).")
         return splits
     files = sorted(root.rglob("*.txt"))
     if len(files) < 2:
@@ -69,8 +66,7 @@ def read_text(file: pathlib.Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(
-            f"{file} is not UTF-8 text: byte {data[e.start]:#04x} at offset "
-            f"{e.start} of {len(data)} cannot be decoded."
+            f"{file} is not UTF-8 text: byte {data[e.start]:#04x} at offset {e.start} of {len(data)} cannot be decoded."
         ) from None
 
 
