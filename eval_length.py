@@ -11,25 +11,31 @@ targets). ``--dry_run`` compiles every length and prints its memory plan without
 Re-running into the same --output_dir reuses the rows already computed.
 """
 
-import sys
+from absl import app, flags
 
-from absl import app, flags, logging
+from fire.data import PROTOCOLS, Protocol
+from fire.evaluation.scoring import Settings
 
-from fire.data import PROTOCOLS
-
+DEFAULT_PROTOCOL, DEFAULT_SETTINGS = Protocol(), Settings()
 flags.DEFINE_multi_string("workdir", None, "A training run's folder, or a quoted glob of them; repeatable.")
 flags.DEFINE_list("lengths", [], "Evaluation lengths (default: each run's train_len x 1, 2, 4, 8, 16).")
-flags.DEFINE_enum("protocol", "stream", PROTOCOLS, "How the validation split is cut into windows.")
-flags.DEFINE_integer("stride", 0, "sliding protocol: tokens between window starts (0: length // 2).")
-flags.DEFINE_integer("eval_tokens", 65536, "Tokens scored per length (whole windows, capped by the split).")
-flags.DEFINE_integer("batch_tokens", 32768, "Tokens per batch; batch size = max(1, batch_tokens // length).")
+flags.DEFINE_enum("protocol", DEFAULT_PROTOCOL.name, PROTOCOLS, "How the validation split is cut into windows.")
+flags.DEFINE_integer(
+    "stride", DEFAULT_PROTOCOL.stride, "sliding protocol: tokens between window starts (0: length // 2)."
+)
+flags.DEFINE_integer(
+    "eval_tokens", DEFAULT_PROTOCOL.eval_tokens, "Tokens scored per length (whole windows, capped by the split)."
+)
+flags.DEFINE_integer(
+    "batch_tokens", DEFAULT_SETTINGS.batch_tokens, "Tokens per batch; batch size = max(1, batch_tokens // length)."
+)
 flags.DEFINE_enum(
     "attention",
-    "auto",
+    DEFAULT_SETTINGS.attention,
     ["auto", "dense", "blockwise"],
     "auto: dense for windows of one tile that fit in memory, else blockwise.",
 )
-flags.DEFINE_integer("block_size", 0, "Blockwise attention tile (0: the run's).")
+flags.DEFINE_integer("block_size", DEFAULT_SETTINGS.block_size, "Blockwise attention tile (0: the run's).")
 flags.DEFINE_float(
     "memory_limit_gib", 0, "Memory one eval step may plan (0: 90%% of an accelerator's, half the host's RAM on CPU)."
 )
@@ -44,33 +50,22 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.dry_run and not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required (unless --dry_run).")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.ERROR)  # orbax warns at every read-only checkpoint open
 
-    from fire.errors import user_errors
-    from fire.evaluation import Settings, sweep
+    from fire.cli import report_user_errors
+    from fire.evaluation import sweep
 
-    settings = Settings(
-        protocol=FLAGS.protocol,
-        eval_tokens=FLAGS.eval_tokens,
-        stride=FLAGS.stride,
-        batch_tokens=FLAGS.batch_tokens,
-        attention=FLAGS.attention,
-        block_size=FLAGS.block_size,
-        memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
-    )
-    try:
-        sweep(
-            FLAGS.workdir,
-            FLAGS.lengths,
-            settings,
-            FLAGS.output_dir,
-            dry_run=FLAGS.dry_run,
-            log=lambda line: print(line, flush=True),
+    def run():
+        settings = Settings(
+            protocol=Protocol(FLAGS.protocol, eval_tokens=FLAGS.eval_tokens, stride=FLAGS.stride),
+            batch_tokens=FLAGS.batch_tokens,
+            attention=FLAGS.attention,
+            block_size=FLAGS.block_size,
+            memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
         )
-    except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
+              log=lambda line: print(line, flush=True))  # fmt: skip
+
+    report_user_errors(run)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ pass --coordinator_address, --num_processes and --process_id to every process, o
 --distributed to let JAX detect the cluster (TPU pods, SLURM, ...).
 """
 
-import sys
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -34,14 +32,10 @@ def main(argv):
     if FLAGS.coordinator_address or FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
-    from fire.errors import user_errors
-    from fire.trainer import train
+    from fire.cli import report_user_errors
+    from fire.training import train
 
-    try:
-        train(FLAGS.config, FLAGS.workdir)
-    except user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    report_user_errors(lambda: train(FLAGS.config, FLAGS.workdir))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,21 @@ Items per step: ``params`` (loadable alone: ``init_from`` takes weights only),
 same on every process: a position in the global stream).
 """
 
+import contextlib
 import os
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+from fire.workdir import Workdir
 
 ITEMS = ("params", "opt", "data")
 
 
 class Checkpointer:
     def __init__(self, workdir: str, keep: int, asynchronous: bool = True):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        self.directory = Workdir(workdir).checkpoints
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -64,13 +68,25 @@ class Checkpointer:
         self.manager.close()
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """orbax warns at every read-only open that it will not write: not news to a reader."""
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+
+
 def _read_only(directory: str) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True), item_names=ITEMS)
+    with _quiet_absl():
+        return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True), item_names=ITEMS)
 
 
 def latest_step(workdir: str):
     """The newest checkpointed step of a run, or None if it has none."""
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    directory = Workdir(workdir).checkpoints
     if not os.path.isdir(directory):
         return None
     manager = _read_only(directory)
@@ -82,7 +98,7 @@ def latest_step(workdir: str):
 
 def restore_params(workdir: str, abstract_params, step=None):
     """Weights only, from another run's latest (or given) checkpoint."""
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    directory = Workdir(workdir).checkpoints
     manager = _read_only(directory)
     try:
         step = manager.latest_step() if step is None else step

@@ -1,19 +1,19 @@
-"""Errors that mean "fix the input", reported as one clear line, never a traceback."""
+"""Errors a user can cause, reported by the command lines as one line, never a traceback.
+
+Every such error derives from :class:`UserError`; the command-line tools catch that one
+class (``fire.cli.run_main``). Each subsystem keeps its own subclass so a caller can tell
+them apart (``fire.data.DataError``, ``fire.encodings.UnknownEncodingError``, ...). They are
+also ``ValueError``s or ``RuntimeError``s, as Python code expects of bad input.
+"""
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """Input the run cannot honour: the message says what was asked and what to do."""
+
+
+class ConfigError(UserError, ValueError):
     """A configuration the run cannot honour, caught before any compute."""
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError, RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
-
-
-def user_errors():
-    """The exception types the command-line tools report without a traceback."""
-    from fire.data import DataError
-    from fire.encodings import LengthError, UnknownEncodingError
-    from fire.evaluation import EvalError
-    from fire.sharding import MeshError
-
-    return (ConfigError, NonFiniteLossError, DataError, LengthError, UnknownEncodingError, MeshError, EvalError)

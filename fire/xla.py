@@ -2,9 +2,9 @@
 
 On CPU, XLA hands dots, elementwise ops and reductions to YNNPACK by default. Its dots are
 the fastest available, but its reductions are not: summing a position bias's gradient
-over the batch (``[B, H, T, T] -> [H, T, T]``) ran about 40x slower than XLA's own loop,
-which made FIRE's backward pass twice as long as the rest of its attention. Only
-individual dots go to YNNPACK here. ``XLA_FLAGS`` that set the option win.
+over the batch (``[B, H, T, T] -> [H, T, T]``) ran far slower than XLA's own loop and
+dominated FIRE's backward pass. Only individual dots go to YNNPACK here. ``XLA_FLAGS``
+that set the option win.
 """
 
 import os

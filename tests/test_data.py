@@ -63,11 +63,10 @@ def _all_texts(corpus, split):
 
 def test_default_config_fields():
     c = fd.default_config()
-    assert c.name == "shakespeare" and c.tokenizer == "bytes" and c.eval_tokens == 65536
+    assert c.name == "shakespeare" and c.tokenizer == "bytes" and fd.Protocol().eval_tokens == 65536
     assert set(c.keys()) == {
         "name", "path", "data_dir", "train_split", "eval_split", "text_key", "tokenizer",
-        "spm_model", "spm_vocab_size", "num_workers", "eval_protocol", "eval_tokens",
-        "eval_stride",
+        "spm_model", "spm_vocab_size", "num_workers",
     }  # fmt: skip
     assert fd.PROTOCOLS == ("stream", "docs", "sliding")
     assert issubclass(fd.DataError, ValueError)
@@ -366,13 +365,13 @@ def test_token_cache_is_atomic(cfg, tmp_path):
 def test_eval_length_longer_than_every_doc(cfg, tok):
     lengths = [len(t.encode()) for t in _files_text(pathlib.Path(cfg.path) / "validation")]
     with pytest.raises(fd.DataError, match=f"longest of 4 has {max(lengths)} tokens"):
-        fd.eval_windows(cfg, tok, max(lengths) + 1, protocol="docs")
+        fd.eval_windows(cfg, tok, max(lengths) + 1, fd.Protocol("docs"))
     with pytest.raises(fd.DataError, match="unknown eval protocol 'overlap'.*stream, docs, sliding"):
-        fd.eval_windows(cfg, tok, 16, protocol="overlap")
+        fd.eval_windows(cfg, tok, 16, fd.Protocol("overlap"))
     with pytest.raises(fd.DataError, match="needs .* tokens; the validation split has"):
         fd.eval_windows(cfg, tok, 10**7)
     with pytest.raises(fd.DataError, match="stride 100 must be in"):
-        fd.eval_windows(cfg, tok, 64, protocol="sliding", stride=100)
+        fd.eval_windows(cfg, tok, 64, fd.Protocol("sliding", stride=100))
 
 
 # ---------------------------------------------------------------------------- packing
@@ -623,7 +622,7 @@ def test_eval_windows_api_defaults(cfg, tok):
     joined = "".join(texts).encode()
     scored = ev.targets[ev.weights > 0]
     assert ev.n_bytes == tok.n_bytes(scored) == np.count_nonzero(scored < 256) <= len(joined)
-    s = fd.eval_windows(cfg, tok, 64, protocol="sliding", token_budget=300)
+    s = fd.eval_windows(cfg, tok, 64, fd.Protocol("sliding", eval_tokens=300))
     assert s.stride == 32 and s.n_tokens == 64 + 32 * 8 and s.n_bytes <= s.n_tokens
 
 

@@ -145,7 +145,7 @@ def test_learned_returns_rows_and_refuses_past_its_table():
 def _rotated(name, positions, seq_len=64, **options):
     enc = make_encoding(name, **options)
     x = jax.random.normal(jax.random.key(1), (1, positions.shape[-1], H, 16))
-    return x, enc.apply({}, method=lambda m: m.rotary(seq_len)(x, positions))
+    return x, enc.apply({}, method=lambda m: m.rotary(seq_len).query(x, positions))
 
 
 @pytest.mark.parametrize("name", ["rope", "rope_pi", "yarn"])
@@ -155,7 +155,7 @@ def test_rotary_logits_depend_only_on_relative_position(name):
     rot = make_encoding(name).apply({}, method=lambda m: m.rotary(256))  # s = 4 for rope_pi/yarn
 
     def logit(i, j):
-        return jnp.einsum("bthd,bthd->bh", rot(q, jnp.array([[i]])), rot(k, jnp.array([[j]])))
+        return jnp.einsum("bthd,bthd->bh", rot.query(q, jnp.array([[i]])), rot.key(k, jnp.array([[j]])))
 
     assert np.allclose(logit(5, 2), logit(105, 102), atol=1e-4)
     assert np.allclose(logit(40, 0), logit(77, 37), atol=1e-4)

@@ -14,12 +14,14 @@ from helpers import write_corpus
 
 from configs import lm
 from fire import data as fire_data
-from fire import evaluation
-from fire.evaluation import EvalError, Settings, load_run, score_length, sweep
-from fire.trainer import train
+from fire.data import Protocol
+from fire.evaluation import EvalError, Settings, load_run, score_length, scoring, sweep
+from fire.evaluation import length_sweep as sweep_module
+from fire.evaluation import runs as eval_runs
+from fire.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = Settings(eval_tokens=512, batch_tokens=256)
+FAST = Settings(Protocol(eval_tokens=512), batch_tokens=256)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def runs(tmp_path_factory):
 
 
 def windows(run, length, protocol="stream", eval_tokens=512, stride=0):
-    return fire_data.eval_windows(run.config.data, run.tokenizer, length, protocol, eval_tokens, stride)
+    return fire_data.eval_windows(run.config.data, run.tokenizer, length, Protocol(protocol, eval_tokens, stride))
 
 
 def test_loss_equals_an_independent_per_token_computation(runs):
@@ -74,7 +76,7 @@ def test_auto_attention_is_blockwise_past_one_tile(runs):
 def test_small_loss_chunks_give_the_same_loss(runs, monkeypatch):
     run = load_run(runs["fire"])
     whole = score_length(run, windows(run, 64), FAST)
-    monkeypatch.setattr(evaluation, "LOGITS_CHUNK_BYTES", 4 * 320 * 100)  # 100-token chunks, padded
+    monkeypatch.setattr(scoring, "LOGITS_CHUNK_BYTES", 4 * 320 * 100)  # 100-token chunks, padded
     chunked = score_length(run, windows(run, 64), FAST)
     np.testing.assert_allclose(chunked["loss"], whole["loss"], rtol=1e-6)
 
@@ -82,7 +84,7 @@ def test_small_loss_chunks_give_the_same_loss(runs, monkeypatch):
 def test_sliding_and_stream_agree_when_the_stride_is_the_length(runs):
     run = load_run(runs["fire"])
     stream = score_length(run, windows(run, 64, "stream"), FAST)
-    sliding = score_length(run, windows(run, 64, "sliding", stride=64), Settings(protocol="sliding", stride=64))
+    sliding = score_length(run, windows(run, 64, "sliding", stride=64), Settings(Protocol("sliding", stride=64)))
     assert sliding["n_tokens"] == stream["n_tokens"]
     np.testing.assert_allclose(sliding["loss"], stream["loss"], rtol=1e-6)
 
@@ -148,7 +150,7 @@ def test_a_sweep_of_two_runs_writes_every_file(runs, tmp_path):
 def test_a_resumed_sweep_computes_only_the_missing_rows(runs, tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     scored = []
-    original = evaluation.score_length
+    original = sweep_module.score_length
 
     def score_or_stop(run, w, settings):
         if w.length == 64 and "restart" not in scored:
@@ -156,7 +158,7 @@ def test_a_resumed_sweep_computes_only_the_missing_rows(runs, tmp_path, monkeypa
         scored.append(w.length)
         return original(run, w, settings)
 
-    monkeypatch.setattr(evaluation, "score_length", score_or_stop)
+    monkeypatch.setattr(sweep_module, "score_length", score_or_stop)
     with pytest.raises(KeyboardInterrupt):
         sweep([runs["fire"]], ["32", "64"], FAST, out, log=lambda _: None)
     assert [r["eval_len"] for r in read_csv(os.path.join(out, "results.csv"))] == ["32"]  # kept
@@ -169,15 +171,15 @@ def test_a_resumed_sweep_computes_only_the_missing_rows(runs, tmp_path, monkeypa
     again = read_csv(os.path.join(out, "results.csv"))
     assert [r["eval_len"] for r in again] == ["32", "64", "128"] and again[0]["loss"] == first["loss"]
     # Another protocol is another measurement.
-    sweep([runs["fire"]], ["32"], Settings(protocol="sliding", eval_tokens=512), out, log=lambda _: None)
+    sweep([runs["fire"]], ["32"], Settings(Protocol("sliding", eval_tokens=512)), out, log=lambda _: None)
     assert scored[-1] == 32
 
 
 def test_a_glob_names_every_run(runs):
     root = os.path.dirname(runs["fire"])
-    assert evaluation.expand_workdirs([os.path.join(root, "*")]) == sorted(runs.values())
+    assert eval_runs.expand_workdirs([os.path.join(root, "*")]) == sorted(runs.values())
     with pytest.raises(EvalError, match="matches no training run"):
-        evaluation.expand_workdirs([os.path.join(root, "nothing*")])
+        eval_runs.expand_workdirs([os.path.join(root, "nothing*")])
 
 
 # ------------------------------------------------------------------ bad input

@@ -17,7 +17,7 @@ if __name__ == "__main__":
 
 from configs import lm  # noqa: E402
 from fire.encodings import NAMES  # noqa: E402
-from fire.trainer import build  # noqa: E402
+from fire.training import build  # noqa: E402
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "one_step.json")
 
@@ -32,7 +32,8 @@ def one_step(pe: str) -> dict:
     tokens = jnp.asarray(rng.integers(0, 256, (config.batch_size, config.train_len + 1)), jnp.int32)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     state, metrics = run.train_step(state, {"inputs": inputs, "targets": targets})
-    loss_sum, count = run.eval_step(state["params"], inputs, targets, jnp.ones(inputs.shape, jnp.float32))
+    nll_T, weight_T = run.score_step(state["params"], inputs, targets, jnp.ones(inputs.shape, jnp.float32))
+    loss_sum, count = nll_T.sum(), weight_T.sum()
     return {
         "loss_before": float(metrics["loss"]),
         "grad_norm": float(metrics["grad_norm"]),

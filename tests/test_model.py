@@ -10,11 +10,11 @@ import pytest
 from helpers import encoding_params, make_encoding
 
 from fire import xla
-from fire.attention import causal_bias
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
-from fire.layers import project
 from fire.model import SIZES, ModelConfig, Transformer, count_params
+from fire.model.attention import causal_bias
+from fire.model.layers import project
 
 TRAIN_LEN = 32
 VOCAB = 50

@@ -15,7 +15,7 @@ from helpers import write_corpus
 from configs import lm
 from fire.checkpoint import Checkpointer
 from fire.errors import ConfigError
-from fire.trainer import build, train
+from fire.training import build, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -22,19 +22,18 @@ per forward (once per forward for ``fire_s``), never once per example, and exits
 """
 
 import argparse
-import ctypes
 import functools
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
+from fire.utils import GiB, MiB, ceil_div, format_bytes, peak_rss_bytes, reset_peak_rss
+
 VOCAB = 259
 TRAIN_LEN = 512
-GiB, MiB = 1 << 30, 1 << 20
 DEFAULT_LENGTHS = {"tiny": (512, 2048, 8192, 32768)}  # other sizes: 512, 2048, 8192
 _RESULT_TAG = "FORWARD_BENCH_RESULT "  # marks the worker's JSON line on its stdout
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -92,9 +91,7 @@ def parse_args(argv=None):
 
 
 def fmt_bytes(n):
-    if n is None:
-        return ""
-    return f"{n / GiB:.2f} GiB" if abs(n) >= GiB else f"{n / MiB:.0f} MiB"
+    return format_bytes(n, missing="")
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -108,23 +105,10 @@ def _rss_bytes():
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def _maxrss_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-
 def _reset_peak_rss():
     """Makes ru_maxrss start again from the current RSS, so that the compile's peak does not
     count as the run's. Returns whether the kernel honoured it."""
-    try:  # hand memory freed after compiling back to the OS, else the run reuses it unseen
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # Linux: reset the RSS high-water mark (VmHWM, read by ru_maxrss)
-    except OSError:
-        return False
-    return _maxrss_bytes() <= _rss_bytes() + 16 * MiB
+    return reset_peak_rss() and peak_rss_bytes() <= _rss_bytes() + 16 * MiB
 
 
 def measure(cell):
@@ -172,7 +156,7 @@ def measure(cell):
         start = time.perf_counter()
         jax.block_until_ready(compiled(params, tokens_BxT))  # no reference kept: one output alive
         times.append(time.perf_counter() - start)
-    peak = _maxrss_bytes()
+    peak = peak_rss_bytes()
     result.update(
         times_s=times,
         forward_s=statistics.median(times),
@@ -200,9 +184,8 @@ def bias_call_check(sizes, batch=4, T=200):
     import jax
     import jax.numpy as jnp
 
-    from fire import attention
     from fire.encodings.fire import FIRE
-    from fire.model import ModelConfig, Transformer
+    from fire.model import ModelConfig, Transformer, attention
 
     rows = []
     for size in sizes:
@@ -228,9 +211,9 @@ def bias_call_check(sizes, batch=4, T=200):
                 with nn.intercept_methods(count_calls):
                     jax.eval_shape(functools.partial(model.apply, impl=impl), params, tokens_BxT)
                 if impl == "dense":
-                    row_tiles = -(-T // attention.causal_bias_tile(T))
+                    row_tiles = ceil_div(T, attention.causal_bias_tile(T))
                 else:
-                    row_tiles = -(-cfg.block_size // attention.BIAS_TILE_ROWS)
+                    row_tiles = ceil_div(cfg.block_size, attention.BIAS_TILE_ROWS)
                 expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)
                 ok = len(q_pos_shapes) == expected and all(s[0] == 1 for s in q_pos_shapes)
                 rows.append(

@@ -8,7 +8,7 @@ Commands (from the repository root):
     python -m fire.benchmarks.train --sizes=small --encodings=nope,fire,fire_s --batch=8
     python -m fire.benchmarks.train --quick           # ~1 minute: tiny, three encodings
 
-The step is the real one (``fire.trainer.build``: forward, backward, AdamW update, with
+The step is the real one (``fire.training.build``: forward, backward, AdamW update, with
 the encoding summaries), jitted with donation, on random tokens; the first call compiles
 and is not timed. MFU counts PaLM's model FLOPs (``fire.model.train_flops_per_token``)
 against ``--peak_gflops`` (default 450, the figure quoted for a 2-core CPU's fp32
@@ -25,18 +25,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import lm
 from fire import xla
+from fire.config import from_axes
 from fire.encodings import NAMES
 from fire.model import SIZES, train_flops_per_token
-from fire.trainer import build
+from fire.training import build
 
 
-class Step:
+class TimedStep:
     """One encoding's compiled training step, its state and a fixed random batch."""
 
     def __init__(self, pe, size, train_len, batch, dtype):
-        config = lm.get_config(f"pe={pe},size={size},train_len={train_len}")
+        config = from_axes(f"pe={pe},size={size},train_len={train_len}")
         config.batch_size, config.model.dtype, config.mesh.data = batch, dtype, 1
         self.run = build(config)
         self.state = self.run.init_fn(jax.random.key(0))
@@ -57,7 +57,7 @@ class Step:
 def time_steps(encodings, size, train_len, batch, dtype, repeats):
     """``{pe: (Step, [seconds per round])}``, timed round-robin (one step of each encoding
     per round) so that drift in the machine's speed hits every encoding alike."""
-    steps = {pe: Step(pe, size, train_len, batch, dtype) for pe in encodings}
+    steps = {pe: TimedStep(pe, size, train_len, batch, dtype) for pe in encodings}
     times = {pe: [] for pe in encodings}
     for _ in range(repeats):
         for pe, step in steps.items():

@@ -7,19 +7,19 @@ Usage:
     fire.data.prepare(cfg, tok)                 # build / tokenize once (idempotent)
     it = fire.data.train_iterator(cfg, tok, seq_len=512, global_batch_size=8, seed=0)
     batch = next(it)                            # {'inputs', 'targets'}: int32 [8, 512]
-    ev = fire.data.eval_windows(cfg, tok, length=2048)  # protocol: cfg.eval_protocol
+    ev = fire.data.eval_windows(cfg, tok, length=2048, protocol=fire.data.Protocol('stream'))
 """
 
 from fire.data.config import cache_root, default_config
 from fire.data.errors import DataError
-from fire.data.eval_windows import PROTOCOLS, EvalWindows, make_eval_windows
+from fire.data.eval_windows import PROTOCOLS, EvalWindows, Protocol, make_eval_windows
 from fire.data.pipeline import TrainIterator, make_train_iterator
 from fire.data.sources import open_corpus
 from fire.data.token_cache import split_tokens
 from fire.data.tokenizers import TOKENIZERS, Tokenizer, bits_per_byte, get_tokenizer
 
 __all__ = [
-    "DATASETS", "DataError", "EvalWindows", "PROTOCOLS", "TOKENIZERS", "Tokenizer",
+    "DATASETS", "DataError", "EvalWindows", "PROTOCOLS", "Protocol", "TOKENIZERS", "Tokenizer",
     "TrainIterator", "bits_per_byte", "cache_root", "corpus_stats", "default_config",
     "eval_windows", "get_tokenizer", "make_eval_windows", "make_train_iterator", "open_corpus",
     "prepare", "split_tokens", "train_iterator",
@@ -54,24 +54,10 @@ def train_iterator(
     )
 
 
-def eval_windows(
-    data_cfg,
-    tokenizer,
-    length: int,
-    protocol: str | None = None,
-    token_budget: int | None = None,
-    stride: int | None = None,
-) -> EvalWindows:
-    """Windows of `length` tokens from the eval split; defaults come from data_cfg."""
+def eval_windows(data_cfg, tokenizer, length: int, protocol: Protocol = Protocol()) -> EvalWindows:
+    """Windows of ``length`` tokens from the eval split, cut under ``protocol``."""
     tokens = split_tokens(data_cfg, open_corpus(data_cfg), tokenizer, data_cfg.eval_split)
-    return make_eval_windows(
-        tokens,
-        tokenizer,
-        length,
-        protocol or data_cfg.eval_protocol,
-        token_budget if token_budget is not None else data_cfg.eval_tokens,
-        stride if stride is not None else data_cfg.eval_stride,
-    )
+    return make_eval_windows(tokens, tokenizer, length, protocol.name, protocol.eval_tokens, protocol.stride)
 
 
 def corpus_stats(data_cfg, tokenizer) -> dict[str, dict[str, int]]:

@@ -24,9 +24,6 @@ def default_config() -> ml_collections.ConfigDict:
             spm_model="",  # '' -> train one on train_split and cache it
             spm_vocab_size=8000,
             num_workers=0,  # grain worker processes for the training stream (0: threads only)
-            eval_protocol="stream",  # one of PROTOCOLS
-            eval_tokens=65536,  # tokens scored per eval length, capped by the split
-            eval_stride=0,  # sliding protocol's stride; 0 -> length // 2
         )
     )
 

@@ -1,7 +1,9 @@
 """The one error type of the data layer."""
 
+from fire.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Bad data input: unknown names, unreadable or empty corpora, impossible requests.
 
     Raised with a single message that says what was asked for and what was found,

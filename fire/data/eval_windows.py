@@ -23,6 +23,35 @@ PROTOCOLS = ("stream", "docs", "sliding")
 
 
 @dataclasses.dataclass(frozen=True)
+class Protocol:
+    """How a split is cut into scored windows, whatever the length: everything that changes
+    which tokens are scored with what context. It is also the key under which the length
+    sweep reuses rows, so a field added here can never be silently ignored by the reuse.
+
+    Attributes:
+      name: one of ``PROTOCOLS``.
+      eval_tokens: tokens scored per length (whole windows, capped by the split).
+      stride: sliding only: tokens between window starts (0: half the length).
+
+    Raises:
+      DataError: an unknown name, a budget below 1 or a negative stride.
+    """
+
+    name: str = "stream"
+    eval_tokens: int = 65536
+    stride: int = 0
+
+    def __post_init__(self):
+        if self.name not in PROTOCOLS:
+            raise DataError(f"unknown eval protocol {self.name!r}; expected one of {', '.join(PROTOCOLS)}.")
+        if self.eval_tokens < 1 or self.stride < 0:
+            raise DataError(f"eval_tokens ({self.eval_tokens}) must be positive and stride ({self.stride}) >= 0.")
+
+    def key(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalWindows:
     inputs: np.ndarray  # int32 [N, L]
     targets: np.ndarray  # int32 [N, L]: inputs shifted by one

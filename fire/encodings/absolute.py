@@ -3,11 +3,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fire.encodings.base import PositionEncoding
-
-
-class LengthError(ValueError):
-    """A window is longer than an encoding can represent."""
+from fire.encodings.base import LengthError, PositionEncoding
+from fire.errors import ConfigError
 
 
 class Learned(PositionEncoding):
@@ -18,6 +15,29 @@ class Learned(PositionEncoding):
 
     max_len: int = 0
     init_std: float = 0.5  # token embeddings start at std 1 (GPT-2's 2:1 ratio)
+
+    @classmethod
+    def check(cls, options, train_len):
+        max_len = options.get("max_len", 0)
+        if 0 < max_len < train_len:
+            raise ConfigError(
+                f"pe=learned has max_len {max_len} < train_len {train_len}: "
+                f"it cannot represent its own training windows."
+            )
+
+    @classmethod
+    def max_length(cls, options, train_len):
+        return options.get("max_len", 0) or train_len
+
+    @classmethod
+    def check_length(cls, options, train_len, seq_len):
+        table = cls.max_length(options, train_len)
+        if seq_len > table:
+            raise LengthError(
+                f"pe=learned has a table of {table} positions and cannot model a "
+                f"window of {seq_len} tokens; evaluate it at lengths <= {table} "
+                f"or train with a longer max_len."
+            )
 
     @property
     def table_len(self) -> int:
@@ -31,12 +51,7 @@ class Learned(PositionEncoding):
         )
 
     def embed(self, positions_BxT, seq_len):
-        if seq_len > self.table_len:
-            raise LengthError(
-                f"pe=learned has a table of {self.table_len} positions and cannot model a "
-                f"window of {seq_len} tokens; evaluate it at lengths <= {self.table_len} "
-                f"or train with a longer max_len."
-            )
+        self.check_length({"max_len": self.max_len}, self.train_len, seq_len)
         return jnp.take(self.table, positions_BxT, axis=0)
 
 

@@ -25,6 +25,8 @@ class ALiBi(PositionEncoding):
     """``b[h, i, j] = -m_h (i - j)``. The official code's ``+m_h j`` differs by a per-row
     constant and so gives the same softmax; this form makes the bias itself comparable."""
 
+    additive = True
+
     def bias_fn(self, seq_len):
         slopes_H = jnp.asarray(alibi_slopes(self.num_heads), jnp.float32)
 

@@ -5,28 +5,60 @@ asks which encoding it is talking to:
 
 * ``embed(positions_BxT, seq_len)``: a vector added to the token embeddings (absolute
   encodings). Called once per forward, at the model level.
-* ``rotary(seq_len)``: a pure function ``rotate(x_BxTxHxD, positions_BxT)`` applied to
-  queries and keys (RoPE and its interpolations).
+* ``rotary(seq_len)``: a :class:`Rotation`, two pure functions ``rotate(x_BxTxHxD,
+  positions_BxT)``, one for the queries and one for the keys (RoPE and its interpolations
+  use the same for both; xPos-style encodings scale them differently).
 * ``bias_fn(seq_len)``: a pure function ``bias(q_pos_BxQ, k_pos_BxK) -> BxHxQxK`` added
   to the scaled logits ``q.k / sqrt(d_head)`` before the causal mask (additive encodings).
 
 Hooks return pure closures over the encoding's parameters, read once outside any JAX
-transform, so the blockwise attention path can evaluate them per block inside
-``lax.scan``. Position ids are explicit and may have a batch dimension of 1 (shared by
-all examples: the bias is then computed once, never per example) or B (per-example
-positions, e.g. randomized). ``seq_len`` is the length of the window being modelled; it
-sets the interpolation scale of ``rope_pi`` and ``yarn`` and the table check of
-``learned``.
+transform, so attention can evaluate a bias on any grid of positions: once per forward,
+per layer or per tile (``fire.model.attention.position_bias`` decides which, and nothing
+else does). Position ids are explicit and may have a batch dimension of 1 (shared by all
+examples: the bias is then computed once, never per example) or B (per-example positions,
+e.g. randomized). ``seq_len`` is the length of the window being modelled; it sets the
+interpolation scale of ``rope_pi`` and ``yarn`` and the table check of ``learned``.
+
+Everything else about an encoding lives in its class too: its options (the module's
+dataclass fields, with defaults; a default that depends on the run, such as FIRE's ``L0``
+or ``learned``'s table size, is written as 0 and resolved from ``train_len`` by the
+module), its checks against a run (:meth:`PositionEncoding.check`) and its capabilities
+(``shared``, ``additive``, ``plot_bias``, :meth:`PositionEncoding.max_length`). Adding an
+encoding is one module plus one ``register`` line in ``fire/encodings/__init__.py``.
+
+A content-dependent encoding (CoPE, Golovneva et al. 2024, whose positions are cumulative
+sums of gates computed from ``q.k``) does not fit these hooks: its bias needs the queries
+and keys, not only position ids. It would need a fourth hook, ``content_bias(seq_len)``
+returning ``bias(q_BxQxHxD, k_BxKxHxD, q_pos, k_pos) -> BxHxQxK``, called by attention after
+the projections; on the blockwise path its cumulative gate sums run across key tiles, so
+the hook would also have to carry a running state through the key loop.
 """
 
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Mapping, NamedTuple, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fire.errors import UserError
+
 Array = jnp.ndarray
 BiasFn = Callable[[Array, Array], Array]
 RotateFn = Callable[[Array, Array], Array]
+
+
+class LengthError(UserError, ValueError):
+    """A window is longer than an encoding can represent."""
+
+
+class Rotation(NamedTuple):
+    """How an encoding rotates queries and keys: ``rotate(x_BxTxHxD, positions_BxT)``."""
+
+    query: RotateFn
+    key: RotateFn
+
+    @classmethod
+    def same(cls, rotate: RotateFn) -> "Rotation":
+        return cls(rotate, rotate)
 
 
 class PositionEncoding(nn.Module):
@@ -34,9 +66,16 @@ class PositionEncoding(nn.Module):
 
     Attributes set by the model for every encoding:
       num_heads, head_dim, d_model: attention geometry.
-      train_len: the training length (interpolating encodings scale from it).
-    Class attribute ``shared``: one instance for the whole model (built at the model
-    level and used by every layer) instead of one per layer.
+      train_len: the training length (interpolating encodings scale from it, and
+        run-dependent defaults written as 0 resolve to it).
+
+    Capabilities (class attributes):
+      shared: one instance for the whole model (built at the model level and used by
+        every layer) instead of one per layer. An encoding may also take it as an option
+        (FIRE's ``shared``); :func:`fire.encodings.is_shared` reads either.
+      additive: ``bias_fn`` returns a bias.
+      plot_bias: the learned bias is the point of the encoding: the length sweep plots it
+        against distance.
     """
 
     num_heads: int
@@ -44,12 +83,34 @@ class PositionEncoding(nn.Module):
     d_model: int
     train_len: int
 
-    shared = True
+    shared: ClassVar[bool] = True
+    additive: ClassVar[bool] = False
+    plot_bias: ClassVar[bool] = False
+
+    @classmethod
+    def check(cls, options: Mapping, train_len: int) -> None:
+        """Raises :class:`fire.errors.ConfigError` if ``options`` cannot serve a run trained
+        at ``train_len``. Called whenever the encoding is built."""
+
+    @classmethod
+    def max_length(cls, options: Mapping, train_len: int) -> Optional[int]:
+        """The longest window the encoding can model; None: no limit."""
+        return None
+
+    @classmethod
+    def check_length(cls, options: Mapping, train_len: int, seq_len: int) -> None:
+        """Raises :class:`LengthError` if a window of ``seq_len`` is past :meth:`max_length`."""
+        longest = cls.max_length(options, train_len)
+        if longest is not None and seq_len > longest:
+            raise LengthError(
+                f"{cls.__name__} models windows of at most {longest} tokens, not {seq_len}; "
+                f"evaluate it at lengths <= {longest}."
+            )
 
     def embed(self, positions_BxT: Array, seq_len: int) -> Optional[Array]:
         return None
 
-    def rotary(self, seq_len: int) -> Optional[RotateFn]:
+    def rotary(self, seq_len: int) -> Optional[Rotation]:
         return None
 
     def bias_fn(self, seq_len: int) -> Optional[BiasFn]:

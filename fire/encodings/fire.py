@@ -3,7 +3,7 @@
     b(i, j) = f_theta( psi(i - j) / psi(max(L, i)) ),    psi(t) = log(c t + 1)
 
 ``f_theta`` is an MLP ``1 -> width (-> width)* -> H`` with ReLU; ``c > 0`` and the
-threshold ``L = |m| L0`` are learned. ``eps`` is added to the log of the normaliser, as in
+threshold ``L = |m| L0`` are learned (``L0`` defaults to the training length). ``eps`` is added to the log of the normaliser, as in
 the paper's listing. Each piece is an ablation flag:
 
 * ``interpolate``: divide by the (thresholded) query position, so a longer input maps onto
@@ -27,10 +27,16 @@ from fire.encodings.base import BiasFn, PositionEncoding, heads_first, relative_
 
 
 class FIRE(PositionEncoding):
+    additive = True
+    plot_bias = True
+
     mlp_width: int = 32
     mlp_depth: int = 1  # hidden layers; the paper's listing has one
     init_c: float = 0.1
-    L0: float = 512.0
+    # The threshold's scale. 0: the training length. The paper's listing fixes 512 (the
+    # same for runs at 512); starting at the training length keeps short-length runs from
+    # being normalised by an L they never saw.
+    L0: float = 0.0
     learn_L: bool = True
     log_transform: bool = True
     threshold: bool = True
@@ -52,9 +58,13 @@ class FIRE(PositionEncoding):
             for k, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:]))
         ]
 
+    @property
+    def L0_resolved(self) -> float:
+        return float(self.L0 or self.train_len)
+
     def threshold_L(self):
         m = self.L_multiplier if self.learn_L else 1.0
-        return jnp.abs(m * self.L0)
+        return jnp.abs(m * self.L0_resolved)
 
     def summary(self):
         return {"c": jnp.abs(self.c), "L": self.threshold_L()}

@@ -11,7 +11,7 @@ from typing import Optional
 
 import jax.numpy as jnp
 
-from fire.encodings.base import PositionEncoding, RotateFn
+from fire.encodings.base import PositionEncoding, Rotation
 
 
 def rope_inv_freq(head_dim: int, base: float) -> jnp.ndarray:
@@ -43,9 +43,9 @@ class RoPE(PositionEncoding):
 
     base: float = 10000.0
 
-    def rotary(self, seq_len: int) -> Optional[RotateFn]:
+    def rotary(self, seq_len: int) -> Optional[Rotation]:
         inv_freq = rope_inv_freq(self.head_dim, self.base)
-        return lambda x, positions: rotate(x, positions, inv_freq)
+        return Rotation.same(lambda x, positions: rotate(x, positions, inv_freq))
 
 
 class RoPEPI(PositionEncoding):
@@ -59,10 +59,10 @@ class RoPEPI(PositionEncoding):
     base: float = 10000.0
     scale: float = 0.0
 
-    def rotary(self, seq_len: int) -> Optional[RotateFn]:
+    def rotary(self, seq_len: int) -> Optional[Rotation]:
         inv_freq = rope_inv_freq(self.head_dim, self.base)
         s = extension_ratio(seq_len, self.train_len, self.scale)
-        return lambda x, positions: rotate(x, positions, inv_freq, position_scale=1.0 / s)
+        return Rotation.same(lambda x, positions: rotate(x, positions, inv_freq, position_scale=1.0 / s))
 
 
 def yarn_correction_dim(num_rotations: float, dim: int, base: float, train_len: int) -> float:
@@ -105,8 +105,8 @@ class YaRN(PositionEncoding):
     alpha: float = 1.0
     beta: float = 32.0
 
-    def rotary(self, seq_len: int) -> Optional[RotateFn]:
+    def rotary(self, seq_len: int) -> Optional[Rotation]:
         s = extension_ratio(seq_len, self.train_len, self.scale)
         inv_freq = yarn_inv_freq(self.head_dim, self.base, s, self.train_len, self.alpha, self.beta)
         magnitude = yarn_temperature(s)
-        return lambda x, positions: rotate(x, positions, inv_freq, magnitude=magnitude)
+        return Rotation.same(lambda x, positions: rotate(x, positions, inv_freq, magnitude=magnitude))

@@ -14,6 +14,8 @@ class Sandwich(PositionEncoding):
     slopes.
     """
 
+    additive = True
+
     dim: int = 0
     base: float = 10000.0
 

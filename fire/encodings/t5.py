@@ -23,6 +23,8 @@ def t5_bucket(distance, num_buckets: int = 32, max_distance: int = 128):
 class T5Bias(PositionEncoding):
     """A learned scalar per (bucket, head); shared across layers as in T5."""
 
+    additive = True
+
     num_buckets: int = 32
     max_distance: int = 128
     init_std: float = 0.02

@@ -11,6 +11,7 @@ same for ordinary inputs, and position ids may differ (offsets, randomized posit
 Every additive bias goes on the *scaled* logits ``q.k / sqrt(d_head)``.
 """
 
+import dataclasses
 import functools
 import math
 from typing import Optional
@@ -19,10 +20,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fire.encodings.base import BiasFn, RotateFn
-from fire.layers import Projection
+from fire.encodings.base import BiasFn, Rotation
+from fire.model.config import IMPLEMENTATIONS
+from fire.model.layers import Projection
+from fire.utils import ceil_div
 
-IMPLEMENTATIONS = ("dense", "blockwise")
 # Position biases are computed in tiles of query rows (each tile's intermediates stay in
 # cache). On the dense path, on the causal triangle: at least BIAS_TILE_ROWS rows per tile
 # and at most CAUSAL_BIAS_MAX_TILES tiles (compile time grows with them).
@@ -62,16 +64,41 @@ def causal_bias(bias_fn: BiasFn, positions_BxT, tile: Optional[int] = None):
     for long inputs); each tile meets only the keys up to its last row, and the entries
     right of those are 0 (causal attention masks them). This does a little over half the
     work of the full grid, and each tile's intermediates (FIRE's hidden layer) stay in
-    cache: a small model's FIRE training step went from 1.14x to 1.05x the time of NoPE's
-    on a 2-core CPU.
+    cache (the README's benchmark section has the measured effect).
     """
     tile = tile or causal_bias_tile(positions_BxT.shape[1])
     return materialize(_bias_in_row_tiles(bias_fn, positions_BxT, positions_BxT, tile, causal=True))
 
 
+@dataclasses.dataclass(frozen=True)
+class PositionBias:
+    """An encoding's additive bias in the form an attention path consumes: the dense
+    ``BxHxTxT`` array (dense path) or the bias function, evaluated per tile (blockwise)."""
+
+    dense: Optional[jnp.ndarray] = None
+    per_tile: Optional[BiasFn] = None
+
+
+def position_bias(bias_fn: Optional[BiasFn], positions_BxT, impl: str) -> Optional[PositionBias]:
+    """How a bias is computed, decided here and nowhere else.
+
+    The model calls this once per forward for an encoding shared by all layers and once
+    per layer otherwise. On the dense path the bias is computed right away over the causal
+    triangle (:func:`causal_bias`, position batch 1 unless positions differ per example);
+    on the blockwise path it is computed per tile inside the loop, so memory stays linear.
+    """
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
+    if bias_fn is None:
+        return None
+    if impl == "dense":
+        return PositionBias(dense=causal_bias(bias_fn, positions_BxT))
+    return PositionBias(per_tile=bias_fn)
+
+
 def causal_bias_tile(T: int) -> int:
     """Query rows per tile of :func:`causal_bias` at length ``T``."""
-    return max(BIAS_TILE_ROWS, -(-T // CAUSAL_BIAS_MAX_TILES))
+    return max(BIAS_TILE_ROWS, ceil_div(T, CAUSAL_BIAS_MAX_TILES))
 
 
 def _bias_in_row_tiles(bias_fn: BiasFn, q_pos_BxQ, k_pos_BxK, tile: int, causal: bool):
@@ -97,8 +124,7 @@ def blockwise_attention(
     q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, positions_BxT, bias_fn: Optional[BiasFn], block_size: int = 512
 ):
     """Causal attention in ``block_size`` tiles with the bias computed per tile (in row
-    tiles of ``BIAS_TILE_ROWS``, which keeps FIRE's hidden layer in cache: 1.25x faster
-    at 8K tokens on a 2-core CPU).
+    tiles of ``BIAS_TILE_ROWS``, which keeps FIRE's hidden layer in cache).
 
     ``positions_BxT`` may have batch 1 (broadcast over examples). Lengths that are not a
     multiple of the block are padded at the end: padded keys come after every real query,
@@ -106,7 +132,7 @@ def blockwise_attention(
     """
     B, T, H, D = q_BxTxHxD.shape
     block = min(block_size, T)
-    n = -(-T // block)
+    n = ceil_div(T, block)
     pad = n * block - T
     if pad:
         pad_seq = lambda x: jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
@@ -159,9 +185,9 @@ def blockwise_attention(
 class CausalSelfAttention(nn.Module):
     """Projections around :func:`dense_attention` / :func:`blockwise_attention`.
 
-    The encoding enters only through ``rotate`` (applied to q and k), ``bias_fn`` (blockwise
-    path, or dense when no precomputed bias is given) and ``bias`` (a precomputed dense
-    bias, for encodings shared by all layers).
+    The encoding enters only through ``rotation`` (applied to q and k) and ``bias`` (from
+    :func:`position_bias`, which also fixes the path: dense with a dense bias, blockwise
+    with a per-tile one; ``impl`` picks the path when there is no bias).
     """
 
     num_heads: int
@@ -177,9 +203,8 @@ class CausalSelfAttention(nn.Module):
         *,
         impl: str = "dense",
         block_size: int = 512,
-        rotate: Optional[RotateFn] = None,
-        bias_fn: Optional[BiasFn] = None,
-        bias=None,
+        rotation: Optional[Rotation] = None,
+        bias: Optional[PositionBias] = None,
     ):
         d_model, H, D = x_BxTxD.shape[-1], self.num_heads, self.head_dim
         project_in = functools.partial(
@@ -187,14 +212,16 @@ class CausalSelfAttention(nn.Module):
         )
         q, k, v = (project_in(name=n)(x_BxTxD) for n in ("query", "key", "value"))
         q, k, v = (nn.with_logical_constraint(t, ("batch", "length", "act_heads", "kv")) for t in (q, k, v))
-        if rotate is not None:
-            q, k = rotate(q, positions_BxT), rotate(k, positions_BxT)
+        if rotation is not None:
+            q, k = rotation.query(q, positions_BxT), rotation.key(k, positions_BxT)
+        if bias is not None:
+            impl = "dense" if bias.dense is not None else "blockwise"
         if impl == "dense":
-            if bias is None and bias_fn is not None:
-                bias = causal_bias(bias_fn, positions_BxT)
-            out_BxTxHxD = dense_attention(q, k, v, bias)
+            out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense)
         elif impl == "blockwise":
-            out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, bias_fn, block_size)
+            out_BxTxHxD = blockwise_attention(
+                q, k, v, positions_BxT, None if bias is None else bias.per_tile, block_size
+            )
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
         out_std = self.out_init_scale / math.sqrt(H * D)

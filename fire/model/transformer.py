@@ -5,73 +5,16 @@ Parameters are float32 and carry logical axis names (``vocab``, ``embed``, ``mlp
 bfloat16 with float32 softmax, norms and logits.
 """
 
-import dataclasses
 import math
-from typing import Mapping, Optional
+from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax.core import FrozenDict
 
-from fire.attention import CausalSelfAttention, causal_bias
-from fire.encodings import build_encoding, is_shared
-from fire.layers import Projection, partitioned_normal
-
-# name -> (num_layers, d_model, num_heads, d_ff)
-SIZES = {
-    "tiny": (2, 128, 4, 512),
-    "small": (6, 512, 8, 2048),
-    "base": (12, 768, 12, 3072),
-    "large": (24, 1024, 16, 4096),
-}
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    vocab_size: int
-    num_layers: int
-    d_model: int
-    num_heads: int
-    d_ff: int
-    train_len: int
-    pe: str = "fire"
-    pe_options: Mapping = FrozenDict()
-    head_dim: int = 0  # 0: d_model // num_heads
-    tie_embeddings: bool = False
-    dtype: str = "float32"
-    attention: str = "dense"  # default path; a call may choose another
-    block_size: int = 512  # blockwise attention tile
-
-    def __post_init__(self):
-        object.__setattr__(self, "pe_options", FrozenDict(self.pe_options))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}.")
-        if not self.head_dim and self.d_model % self.num_heads:
-            raise ValueError(f"d_model {self.d_model} does not divide into {self.num_heads} heads; set head_dim.")
-
-    @property
-    def dim_per_head(self) -> int:
-        return self.head_dim or self.d_model // self.num_heads
-
-    @classmethod
-    def from_size(cls, size: str, **kwargs) -> "ModelConfig":
-        if size not in SIZES:
-            raise ValueError(f"Unknown model size {size!r}; valid: {', '.join(SIZES)}.")
-        num_layers, d_model, num_heads, d_ff = SIZES[size]
-        return cls(num_layers=num_layers, d_model=d_model, num_heads=num_heads, d_ff=d_ff, **kwargs)
-
-    def build_encoding(self, module_name=None):
-        return build_encoding(
-            self.pe,
-            self.pe_options,
-            num_heads=self.num_heads,
-            head_dim=self.dim_per_head,
-            d_model=self.d_model,
-            train_len=self.train_len,
-            module_name=module_name,
-        )
+from fire.model.attention import CausalSelfAttention, position_bias
+from fire.model.config import DTYPES, ModelConfig
+from fire.model.layers import Projection, partitioned_normal
 
 
 class MLP(nn.Module):
@@ -118,16 +61,20 @@ class Block(nn.Module):
     def encoding(self):
         return self.shared_encoding if self.shared_encoding is not None else self.own_encoding
 
-    def __call__(self, x_BxTxD, positions_BxT, seq_len: int, impl: str, bias=None):
+    def __call__(self, x_BxTxD, positions_BxT, seq_len: int, impl: str, shared_bias=None):
         dtype = DTYPES[self.cfg.dtype]
         enc = self.encoding
+        bias = (
+            shared_bias
+            if self.shared_encoding is not None
+            else position_bias(enc.bias_fn(seq_len), positions_BxT, impl)
+        )
         h = self.attention(
             self.attn_norm(x_BxTxD).astype(dtype),
             positions_BxT,
             impl=impl,
             block_size=self.cfg.block_size,
-            rotate=enc.rotary(seq_len),
-            bias_fn=None if bias is not None else enc.bias_fn(seq_len),
+            rotation=enc.rotary(seq_len),
             bias=bias,
         )
         x_BxTxD = x_BxTxD + h.astype(jnp.float32)
@@ -149,7 +96,7 @@ class Transformer(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=partitioned_normal(1.0, ("vocab", "embed")))
-        self.encoding = cfg.build_encoding() if is_shared(cfg.pe, cfg.pe_options) else None
+        self.encoding = cfg.build_encoding() if cfg.shared_encoding else None
         self.blocks = [Block(cfg, shared_encoding=self.encoding) for _ in range(cfg.num_layers)]
         self.final_norm = _norm("final_norm")
         if not cfg.tie_embeddings:
@@ -175,17 +122,15 @@ class Transformer(nn.Module):
         if positions_BxT is None:
             positions_BxT = jnp.arange(T, dtype=jnp.int32)[None]
         x = self.embed(tokens_BxT).astype(jnp.float32)
-        bias = None
+        shared_bias = None
         if self.encoding is not None:
             absolute = self.encoding.embed(positions_BxT, seq_len)
             if absolute is not None:
                 x = x + absolute
-            bias_fn = self.encoding.bias_fn(seq_len)
-            if impl == "dense" and bias_fn is not None:
-                bias = causal_bias(bias_fn, positions_BxT)  # once per forward, for all layers
+            shared_bias = position_bias(self.encoding.bias_fn(seq_len), positions_BxT, impl)  # once, for all layers
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         for block in self.blocks:
-            x = block(x, positions_BxT, seq_len, impl, bias)
+            x = block(x, positions_BxT, seq_len, impl, shared_bias)
         return self.final_norm(x)
 
     def logits(self, hidden_BxTxD):

@@ -5,10 +5,9 @@ Every weight in the model enters through :func:`project`: the trailing ``n_in`` 
 backward pass is written out (``dx = g k^T``, ``dk = x^T g``) because XLA's CPU backend
 lowers autodiff's version of the weight gradient with a transposed copy of the
 activation gradient, fused into the elementwise op that produced it (GELU's derivative,
-say): a strided ``[tokens, d_ff]`` write that cost about a fifth of a ``small`` training
-step. With the contraction over tokens stated directly, both gradients are plain matmuls
-(the MLP's forward+backward runs about 1.5x faster on a 2-core CPU); the values are the
-same as autodiff's.
+say): a strided ``[tokens, d_ff]`` write that took a large share of a training step.
+With the contraction over tokens stated directly, both gradients are plain matmuls; the
+values are the same as autodiff's.
 """
 
 import math

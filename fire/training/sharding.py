@@ -12,6 +12,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fire.errors import UserError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 # logical axis -> mesh axis (or None: replicated)
@@ -29,8 +31,8 @@ RULES = (
 )
 
 
-class MeshError(ValueError):
-    pass
+class MeshError(UserError, ValueError):
+    """A mesh the devices cannot form."""
 
 
 def mesh_shape(requested: dict, num_devices: int) -> dict:

@@ -1,6 +1,6 @@
 """The length sweep's tables: ``results.csv``, ``results.json`` and ``results.md``.
 
-Rows are dicts made by ``fire.evaluation.score_length``: the contract's fields (``run, pe,
+Rows are dicts made by ``fire.evaluation.scoring.score_length``: the contract's fields (``run, pe,
 train_len, eval_len, protocol, n_tokens, loss, ppl, bits_per_byte``) first, then cost and
 provenance. A cell that does not exist (``pe=learned`` past its table) has loss ``None``
 and a note. Files are replaced atomically, so a reader never sees half a table.
@@ -106,29 +106,31 @@ def _range(values) -> str:
     return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,} to {values[-1]:,}"
 
 
-def _table(rows: list, value, best=min) -> list:
-    """Runs down, evaluation lengths across; the best value of each column in bold."""
+def _grid(rows: list, cell) -> list:
+    """A markdown table: runs down, evaluation lengths across, ``cell(row)`` in each cell."""
     lengths = sorted({r["eval_len"] for r in rows})
-    labels = list(dict.fromkeys(r["label"] for r in rows))
     cells = {(r["label"], r["eval_len"]): r for r in rows}
     lines = ["| run | " + " | ".join(map(str, lengths)) + " |", "|---|" + "---:|" * len(lengths)]
-    winners = {}
-    for L in lengths:
-        scored = [value(r) for r in rows if r["eval_len"] == L and r["loss"] is not None]
-        winners[L] = best(scored) if len(scored) > 1 else None
-    for label in labels:
-        out = []
-        for L in lengths:
-            r = cells.get((label, L))
-            if r is None:
-                out.append("")
-            elif r["loss"] is None:
-                out.append("n/a")
-            else:
-                text = f"{value(r):.3f}"
-                out.append(f"**{text}**" if value(r) == winners[L] else text)
+    for label in dict.fromkeys(r["label"] for r in rows):
+        out = [cell(cells[label, L]) if (label, L) in cells else "" for L in lengths]
         lines.append(f"| {label} | " + " | ".join(out) + " |")
     return lines
+
+
+def _table(rows: list, value, best=min) -> list:
+    """``value(row)`` to 3 decimals; the best value of each column in bold; n/a cells."""
+    winners = {}
+    for L in {r["eval_len"] for r in rows}:
+        scored = [value(r) for r in rows if r["eval_len"] == L and r["loss"] is not None]
+        winners[L] = best(scored) if len(scored) > 1 else None
+
+    def cell(r):
+        if r["loss"] is None:
+            return "n/a"
+        text = f"{value(r):.3f}"
+        return f"**{text}**" if value(r) == winners[r["eval_len"]] else text
+
+    return _grid(rows, cell)
 
 
 def to_markdown(rows: list) -> str:
@@ -168,16 +170,5 @@ def to_markdown(rows: list) -> str:
 
 
 def _cost_table(rows: list) -> list:
-    lengths = sorted({r["eval_len"] for r in rows})
-    cells = {(r["label"], r["eval_len"]): r for r in rows}
-    lines = ["| run | " + " | ".join(map(str, lengths)) + " |", "|---|" + "---:|" * len(lengths)]
     gib = lambda mib: "?" if mib is None else f"{mib / 1024:.2f}"
-    for label in dict.fromkeys(r["label"] for r in rows):
-        out = [
-            f"{c['time_s']:.1f} / {gib(c['peak_rss_mib'])} / {gib(c['xla_mib'])}"
-            if (c := cells.get((label, L)))
-            else ""
-            for L in lengths
-        ]
-        lines.append(f"| {label} | " + " | ".join(out) + " |")
-    return lines
+    return _grid(rows, lambda c: f"{c['time_s']:.1f} / {gib(c['peak_rss_mib'])} / {gib(c['xla_mib'])}")

@@ -2,18 +2,13 @@
 (written with tensorboardX: no TensorFlow needed). Only process 0 writes."""
 
 import json
-import os
 import sys
 import time
 
 import jax
 
-
-def format_duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+from fire.utils import format_duration
+from fire.workdir import Workdir
 
 
 class MetricsWriter:
@@ -21,10 +16,11 @@ class MetricsWriter:
         self.active = jax.process_index() == 0
         if not self.active:
             return
-        self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        paths = Workdir(workdir)
+        self.jsonl = open(paths.metrics, "a")
         from tensorboardX import SummaryWriter
 
-        self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tensorboard = SummaryWriter(paths.tensorboard)
 
     def write(self, step: int, metrics: dict):
         if not self.active:

@@ -8,9 +8,7 @@ initialisation from ``seed``.
 import dataclasses
 import json
 import math
-import os
 import signal
-import subprocess
 import time
 
 import flax.linen as nn
@@ -22,50 +20,24 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-import fire
 from fire import data as fire_data
 from fire import xla
 from fire.checkpoint import Checkpointer, abstract_like, restore_params
+from fire.data import Protocol
 from fire.errors import ConfigError, NonFiniteLossError
-from fire.losses import token_nll
-from fire.metrics import MetricsWriter, Progress, format_duration, log
-from fire.model import ModelConfig, Transformer, encoding_summary, train_flops_per_token
-from fire.optim import learning_rate_schedule, make_optimizer
-from fire.sharding import RULES, batch_sharding, data_parallel_size, make_mesh
+from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn, padded_batches
+from fire.model import ModelConfig, Transformer, encoding_summary, token_nll, train_flops_per_token
+from fire.training.metrics import MetricsWriter, Progress, log
+from fire.training.optim import learning_rate_schedule, make_optimizer
+from fire.training.sharding import RULES, batch_sharding, data_parallel_size, make_mesh
+from fire.utils import format_duration, round_up, to_mib
+from fire.workdir import Workdir
 
 # Keys that may change between a run and its resumption without making it another run.
 RESUMABLE_CHANGES = (
-    "num_steps",
-    "log_every",
-    "eval_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "init_from",
-    "mesh",
-    "peak_flops",
-    "data.num_workers",
-    "data.data_dir",
-)
-
-
-def model_config(config, vocab_size: int) -> ModelConfig:
-    m = config.model
-    multiple = m.vocab_multiple or 1
-    return ModelConfig(
-        vocab_size=-(-vocab_size // multiple) * multiple,
-        num_layers=m.num_layers,
-        d_model=m.d_model,
-        num_heads=m.num_heads,
-        d_ff=m.d_ff,
-        head_dim=m.head_dim,
-        tie_embeddings=m.tie_embeddings,
-        dtype=m.dtype,
-        attention=m.attention,
-        block_size=m.block_size,
-        train_len=config.train_len,
-        pe=config.pe,
-        pe_options=config.encoding.to_dict(),
-    )
+    "num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "init_from", "mesh",
+    "peak_flops", "data.num_workers", "data.data_dir",
+)  # fmt: skip
 
 
 def check_config(config, mesh) -> None:
@@ -85,11 +57,6 @@ def check_config(config, mesh) -> None:
         )
     if config.batch_size % jax.process_count():
         raise ConfigError(f"batch_size {config.batch_size} does not divide over {jax.process_count()} processes.")
-    if config.pe == "learned" and 0 < config.encoding.max_len < config.train_len:
-        raise ConfigError(
-            f"pe=learned has max_len {config.encoding.max_len} < train_len {config.train_len}: "
-            f"it cannot represent its own training windows."
-        )
     tensor = mesh.shape["tensor"]
     if config.model.num_heads % tensor or config.model.d_ff % tensor:
         raise ConfigError(
@@ -109,49 +76,24 @@ def _flatten(d, prefix=""):
 
 
 def check_workdir(config, workdir: str) -> None:
-    """A workdir holds one run: refuse a config that differs in anything but bookkeeping."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
+    """A workdir holds one run: refuse a config that differs in anything but bookkeeping.
+    Fields the saved config has and this version's config does not are not read by this
+    version, so they are not compared."""
+    paths = Workdir(workdir)
+    if not paths.is_run():
         return
-    with open(path) as f:
-        saved = _flatten(json.load(f))
+    saved = _flatten(paths.read_config_dict())
     current = _flatten(json.loads(config.to_json_best_effort()))
     changed = sorted(
-        (
-            k
-            for k in set(saved) | set(current)
-            if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES)
-        ),
-        key=lambda k: (k.count("."), k),
-    )  # top-level keys (pe, size, ...) first
+        (k for k in current if saved.get(k) != current[k] and not k.startswith(RESUMABLE_CHANGES)),
+        key=lambda k: (k.count("."), k),  # top-level keys (pe, size, ...) first
+    )
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
         raise ConfigError(
             f"{workdir} holds a run with a different config ({details}). "
             f"Use a new --workdir, or start from its weights with --config.init_from={workdir}."
         )
-
-
-def code_version() -> dict:
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    version = {"fire": fire.__version__}
-    try:
-        run = lambda *a: subprocess.run(["git", "-C", repo, *a], capture_output=True, text=True, timeout=10).stdout
-        version["commit"] = run("rev-parse", "HEAD").strip()
-        version["dirty"] = bool(run("status", "--porcelain", "--untracked-files=no").strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return version
-
-
-def save_run_info(config, workdir: str) -> None:
-    if jax.process_index() != 0:
-        return
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    with open(os.path.join(workdir, "code_version.json"), "w") as f:
-        json.dump(code_version(), f, indent=2)
 
 
 class Preemption:
@@ -175,7 +117,7 @@ class Preemption:
 
 
 @dataclasses.dataclass
-class Run:
+class TrainingSetup:
     """Everything built from a config, before the loop starts."""
 
     config: ml_collections.ConfigDict
@@ -187,15 +129,15 @@ class Run:
     abstract_state: dict
     init_fn: object
     train_step: object
-    eval_step: object
+    score_step: object  # fire.evaluation.scoring's score function, jitted on the mesh
 
 
-def build(config) -> Run:
+def build(config) -> TrainingSetup:
     mesh = make_mesh(config.mesh.to_dict())
     check_config(config, mesh)
     tokenizer = fire_data.get_tokenizer(config.data)
-    model_cfg = model_config(config, tokenizer.vocab_size)
-    model_cfg.build_encoding()  # unknown encoding options fail here, before compute
+    model_cfg = ModelConfig.from_run_config(config, tokenizer.vocab_size)
+    model_cfg.build_encoding()  # unknown or impossible encoding options fail here, before compute
     model = Transformer(model_cfg)
     tx = make_optimizer(config.optimizer, config.num_steps)
     schedule = learning_rate_schedule(config.optimizer, config.num_steps)
@@ -245,10 +187,6 @@ def build(config) -> Run:
         }
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
-    def eval_step(params, inputs_BxT, targets_BxT, weights_BxT):
-        nll = token_nll(model.apply({"params": params}, inputs_BxT), targets_BxT)
-        return (nll * weights_BxT).sum(), weights_BxT.sum()
-
     batch_shard = NamedSharding(mesh, data_spec)
     replicated = NamedSharding(mesh, PartitionSpec())
     with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
@@ -258,62 +196,51 @@ def build(config) -> Run:
             out_shardings=(state_sharding, replicated),
             donate_argnums=0,
         )
-        eval_step = xla.jit(
-            eval_step,
+        score_step = xla.jit(
+            make_score_fn(model, model_cfg.attention, logits_chunk_tokens(model_cfg.vocab_size)),
             in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
             out_shardings=replicated,
         )
-    return Run(
-        config, mesh, tokenizer, model_cfg, model, state_sharding, abstract_state, init_fn, train_step, eval_step
+    return TrainingSetup(
+        config, mesh, tokenizer, model_cfg, model, state_sharding, abstract_state, init_fn, train_step, score_step
     )
 
 
-def global_batch(run: Run, local: dict) -> dict:
+def global_batch(run: TrainingSetup, local: dict) -> dict:
     """This process's rows -> global arrays sharded over the data axes."""
     sharding = batch_sharding(run.mesh)
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
 
 
 class Validation:
-    """Mean loss on the validation split at the training length (protocol ``stream``)."""
+    """Mean loss on the validation split at the training length (protocol ``stream``),
+    scored by the length sweep's scorer on the training mesh."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: TrainingSetup):
         config = run.config
         self.run = run
         windows = fire_data.eval_windows(
-            config.data, run.tokenizer, config.train_len, protocol="stream", token_budget=config.eval_tokens
+            config.data, run.tokenizer, config.train_len, Protocol("stream", eval_tokens=config.eval_tokens)
         )
         dp = data_parallel_size(run.mesh)
-        batch = -(-max(config.batch_size // config.grad_accum_steps, dp) // dp) * dp
-        n = -(-len(windows.inputs) // batch) * batch
-        pad = lambda x: np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)])
-        self.batches = [
-            {
-                k: v[i : i + batch]
-                for k, v in dict(
-                    inputs=pad(windows.inputs), targets=pad(windows.targets), weights=pad(windows.weights)
-                ).items()
-            }
-            for i in range(0, n, batch)
-        ]
+        self.batches = list(
+            padded_batches(windows, round_up(max(config.batch_size // config.grad_accum_steps, dp), dp))
+        )
         self.n_tokens = windows.n_tokens
 
     def __call__(self, params) -> dict:
         sharding = batch_sharding(self.run.mesh)
         total, count = 0.0, 0.0
         with jax.set_mesh(self.run.mesh), nn.logical_axis_rules(RULES):
-            for b in self.batches:
-                arrays = [
-                    jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx])
-                    for v in (b["inputs"], b["targets"], b["weights"])
-                ]
-                loss_sum, weight_sum = self.run.eval_step(params, *arrays)
-                total, count = total + float(loss_sum), count + float(weight_sum)
+            for batch in self.batches:
+                arrays = [jax.make_array_from_callback(v.shape, sharding, lambda idx, v=v: v[idx]) for v in batch]
+                nll_T, weight_T = self.run.score_step(params, *arrays)
+                total, count = total + float(nll_T.sum()), count + float(weight_T.sum())
         loss = total / count
         return {"eval_loss": loss, "eval_ppl": math.exp(min(loss, 50.0))}
 
 
-def initial_state(run: Run, checkpointer: Checkpointer, iterator):
+def initial_state(run: TrainingSetup, checkpointer: Checkpointer, iterator):
     config = run.config
     step = checkpointer.latest_step()
     if step is not None:
@@ -329,18 +256,17 @@ def initial_state(run: Run, checkpointer: Checkpointer, iterator):
     return state
 
 
-def compile_step(run: Run, state, batch):
+def compile_step(run: TrainingSetup, state, batch):
     """Compiles ahead of the loop and reports the step's memory."""
     t0 = time.perf_counter()
     with jax.set_mesh(run.mesh), nn.logical_axis_rules(RULES):
         compiled = run.train_step.lower(state, batch).compile()
     memory = compiled.memory_analysis()
     if memory is not None:
-        mib = lambda b: b / 2**20
         log(
-            f"Compiled train step in {time.perf_counter() - t0:.1f}s: arguments {mib(memory.argument_size_in_bytes):.1f} "
-            f"MiB, outputs {mib(memory.output_size_in_bytes):.1f} MiB, temporaries "
-            f"{mib(memory.temp_size_in_bytes):.1f} MiB per device."
+            f"Compiled train step in {time.perf_counter() - t0:.1f}s: arguments {to_mib(memory.argument_size_in_bytes)} "
+            f"MiB, outputs {to_mib(memory.output_size_in_bytes)} MiB, temporaries "
+            f"{to_mib(memory.temp_size_in_bytes)} MiB per device."
         )
     return compiled
 
@@ -361,7 +287,8 @@ def train(config, workdir: str) -> dict:
         jax.process_count(),
     )
     validation = Validation(run)
-    save_run_info(config, workdir)
+    if jax.process_index() == 0:
+        Workdir(workdir).write_run_info(config)
     checkpointer = Checkpointer(workdir, config.keep_checkpoints)
     writer = MetricsWriter(workdir)
     preemption = Preemption()

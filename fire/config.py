@@ -1,0 +1,122 @@
+"""The run config: one ml_collections ConfigDict that says everything about a training run.
+
+:func:`from_axes` builds it from the sweep axes (``pe``, ``size``, ``train_len``, ``data``
+and the bare flag ``smoke``), as ``configs/lm.py:pe=fire,size=small`` does on the command
+line; every other field is overridable as ``--config.a.b=value``. The encoding block holds
+the encoding's own options with their defaults (``fire.encodings.encoding_options``);
+defaults that depend on the run (FIRE's ``L0``, ``learned``'s ``max_len``) are 0 there and
+resolve to the final ``train_len`` however it was set.
+"""
+
+import ml_collections
+
+from fire.data import default_config as data_config
+from fire.encodings import REGISTRY, encoding_options
+from fire.errors import ConfigError
+from fire.model import SIZES
+from fire.utils import did_you_mean
+
+AXES = {"pe": "fire", "size": "tiny", "train_len": "512", "data": "shakespeare", "smoke": None}
+
+# Per-size optimisation defaults: (global batch in sequences, peak learning rate).
+OPTIMISATION = {"tiny": (16, 2e-3), "small": (8, 1e-3), "base": (256, 3e-4), "large": (256, 2e-4)}
+
+
+def parse_axes(arg: str) -> dict:
+    """``'pe=fire,smoke'`` -> ``{'pe': 'fire', 'smoke': True, ...defaults}``, strictly.
+
+    Raises:
+      ConfigError: an unknown axis, encoding or size, a missing value, or a training length
+        that is not an integer of at least 2.
+    """
+    axes = {k: v for k, v in AXES.items() if v is not None}
+    axes["smoke"] = False
+    for item in filter(None, (s.strip() for s in (arg or "").split(","))):
+        key, _, value = item.partition("=")
+        if key not in AXES:
+            raise ConfigError(
+                f"Unknown config axis {key!r}.{did_you_mean(key, AXES, 2)} Valid axes: {', '.join(AXES)}."
+            )
+        if key == "smoke":
+            if value:
+                raise ConfigError("'smoke' is a bare flag: write ...:pe=fire,smoke")
+            axes["smoke"] = True
+        elif not value:
+            raise ConfigError(f"Config axis {key!r} needs a value: {key}=VALUE.")
+        else:
+            axes[key] = value
+    if axes["pe"] not in REGISTRY:
+        raise ConfigError(
+            f"Unknown position encoding pe={axes['pe']}.{did_you_mean(axes['pe'], REGISTRY)} "
+            f"Valid: {', '.join(REGISTRY)}."
+        )
+    if axes["size"] not in SIZES:
+        raise ConfigError(f"Unknown model size size={axes['size']}; valid: {', '.join(SIZES)}.")
+    try:
+        axes["train_len"] = int(axes["train_len"])
+    except ValueError:
+        raise ConfigError(f"train_len must be an integer, got {axes['train_len']!r}.") from None
+    if axes["train_len"] < 2:
+        raise ConfigError(f"train_len must be at least 2, got {axes['train_len']}.")
+    return axes
+
+
+def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
+    """The run config for the sweep axes in ``arg`` (see :func:`parse_axes`)."""
+    axes = parse_axes(arg)
+    pe, size, train_len = axes["pe"], axes["size"], axes["train_len"]
+    num_layers, d_model, num_heads, d_ff = SIZES[size]
+    batch, lr = OPTIMISATION[size]
+
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.pe = pe
+    c.size = size
+    c.train_len = train_len
+    c.model = dict(
+        num_layers=num_layers, d_model=d_model, num_heads=num_heads, d_ff=d_ff, head_dim=0, tie_embeddings=False,
+        dtype="float32", attention="dense", block_size=512,
+        vocab_multiple=64,  # vocab padded to a multiple of this (0: no padding)
+    )  # fmt: skip
+    c.encoding = encoding_options(pe)
+    c.data = data_config()
+    c.data.name = axes["data"]
+
+    c.batch_size = batch  # global, in sequences of train_len tokens
+    c.grad_accum_steps = 1  # micro-batches per step; batch_size must divide by it
+    c.num_steps = 2000
+    c.optimizer = dict(
+        lr=lr, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
+        clip_norm=1.0,
+    )  # fmt: skip
+
+    c.log_every = 20
+    c.eval_every = 500  # validation loss at train_len; 0: only at the end
+    c.eval_tokens = 32768  # tokens scored per validation
+    c.checkpoint_every = 500
+    c.keep_checkpoints = 2
+    c.init_from = ""  # a workdir to take weights from (weights only) when starting fresh
+
+    # Device mesh: axis sizes, -1 fills with what is left. Parameters are sharded by the
+    # logical-axis rules in fire/training/sharding.py.
+    c.mesh = dict(data=-1, fsdp=1, tensor=1)
+    c.peak_flops = 450e9  # per device, for MFU (a 2-core CPU's practical fp32 matmul peak)
+
+    if axes["smoke"]:
+        apply_smoke(c)
+    if lock:
+        c.lock()
+    return c
+
+
+def apply_smoke(c: ml_collections.ConfigDict) -> None:
+    """A few dozen steps of a micro model: exercises every code path in seconds."""
+    c.model.update(num_layers=2, d_model=64, num_heads=4, d_ff=128)
+    c.train_len = min(c.train_len, 64)
+    c.batch_size = 4
+    c.num_steps = 30
+    c.optimizer.warmup_steps = 5
+    c.log_every = 5
+    c.eval_every = 15
+    c.eval_tokens = 2048
+    c.checkpoint_every = 10

@@ -1,0 +1,149 @@
+"""Trained runs as the evaluation sees them: loaded from their workdirs, checked, labelled."""
+
+import dataclasses
+import functools
+import glob
+import os
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from fire import data as fire_data
+from fire.checkpoint import abstract_like, latest_step, restore_params
+from fire.errors import UserError
+from fire.model import ModelConfig, Transformer, count_params, encoding_scopes
+from fire.workdir import Workdir
+
+
+class EvalError(UserError, ValueError):
+    """Bad sweep input (a workdir, a length, the output folder): reported as one line."""
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A trained workdir, loaded lazily: the parameters only when a length is scored."""
+
+    workdir: str  # as given
+    path: str  # absolute: part of the reuse key
+    config: ml_collections.ConfigDict
+    tokenizer: object
+    model_cfg: ModelConfig
+    step: Optional[int]  # latest checkpoint; None if it has none
+    label: str = ""
+    _params: Optional[dict] = None
+
+    @property
+    def model(self) -> Transformer:
+        return Transformer(self.model_cfg)
+
+    @functools.cached_property
+    def abstract_params(self):
+        tokens = jnp.zeros((1, self.config.train_len), jnp.int32)
+        boxed = jax.eval_shape(lambda: self.model.init(jax.random.key(0), tokens)["params"])
+        params = nn.meta.unbox(boxed)
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        return abstract_like(params, jax.tree_util.tree_map(lambda _: device, params))
+
+    def params(self):
+        if self._params is None:
+            self._params, _ = restore_params(self.path, self.abstract_params, step=self.step)
+        return self._params
+
+    def release(self):
+        self._params = None
+
+    def info(self) -> dict:
+        """The fields every row of this run carries (what the report's header needs)."""
+        c, m = self.config, self.model_cfg
+        model = f"{c.size}: {m.num_layers} layers, d_model {m.d_model}, {m.num_heads} heads"
+        return dict(
+            run=self.workdir, label=self.label, pe=c.pe, train_len=c.train_len, model=model,
+            n_params=count_params(self.abstract_params), step=self.step,
+            train_tokens=(self.step or 0) * c.batch_size * c.train_len, data=c.data.name,
+            tokenizer=self.tokenizer.fingerprint, run_path=self.path,
+        )  # fmt: skip
+
+
+def load_run(workdir: str, block_size: int = 0) -> TrainedRun:
+    """The run in ``workdir``. Raises :class:`EvalError` if it is not a training run."""
+    paths = Workdir(workdir)
+    if not paths.is_run():
+        raise EvalError(f"{workdir} is not a training run: it has no {os.path.basename(paths.config)}.")
+    config = paths.read_config()
+    tokenizer = fire_data.get_tokenizer(config.data)
+    model_cfg = ModelConfig.from_run_config(config, tokenizer.vocab_size)
+    if block_size:
+        model_cfg = dataclasses.replace(model_cfg, block_size=block_size)
+    return TrainedRun(
+        workdir=os.path.normpath(workdir), path=paths.path, config=config, tokenizer=tokenizer,
+        model_cfg=model_cfg, step=latest_step(paths.path),
+    )  # fmt: skip
+
+
+def expand_workdirs(patterns) -> list:
+    """Workdirs and globs of them (a glob keeps only training runs)."""
+    workdirs = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            found = sorted(p for p in glob.glob(pattern) if Workdir(p).is_run())
+            if not found:
+                raise EvalError(f"--workdir={pattern} matches no training run (a folder holding a run config).")
+            workdirs += found
+        else:
+            workdirs.append(pattern)
+    unique = {os.path.abspath(w): w for w in reversed(workdirs)}  # first spelling wins
+    return [w for w in workdirs if unique.get(os.path.abspath(w)) is w]
+
+
+def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True) -> list:
+    """Every run, checked before any compute: a checkpoint each, one tokenizer for all."""
+    runs = [load_run(w, block_size) for w in expand_workdirs(patterns)]
+    if not runs:
+        raise EvalError("no --workdir given.")
+    missing = [r.workdir for r in runs if r.step is None]
+    if need_checkpoints and missing:
+        raise EvalError(
+            f"no checkpoint in {', '.join(missing)}: train first (python train.py "
+            f"--config=... --workdir={missing[0]}), or leave it out of the sweep."
+        )
+    fingerprints = {r.tokenizer.fingerprint for r in runs}
+    if len(fingerprints) > 1:
+        which = ", ".join(f"{r.workdir}: {r.tokenizer.fingerprint}" for r in runs)
+        raise EvalError(
+            f"the runs use different tokenizers ({which}); losses per token are not comparable "
+            f"in one table. Sweep them into separate --output_dir folders."
+        )
+    labels = [f"{r.config.pe}@{r.config.train_len}" for r in runs]
+    for run, label in zip(runs, labels):
+        # Runs that share encoding and length (seeds, ablations) are told apart by folder.
+        run.label = label if labels.count(label) == 1 else f"{label} ({os.path.basename(run.path)})"
+    return runs
+
+
+def encoding_bias(run: TrainedRun, query_positions) -> dict:
+    """The additive bias of each layer's encoding for the given queries against every key
+    at or before them: ``{layer: float32 [n_queries, H, max_query + 1]}`` by distance
+    ``i - j = 0 .. i``, NaN past the query. Empty for encodings without a bias."""
+    enc = run.model_cfg.build_encoding()
+    if not enc.additive:
+        return {}
+    width = max(query_positions) + 1
+
+    def bias_1xHx1xK(module, i):
+        q_pos, k_pos = jnp.array([[i]], jnp.int32), jnp.arange(i + 1, dtype=jnp.int32)[None]
+        return module.bias_fn(i + 1)(q_pos, k_pos)
+
+    curves = {}
+    for layer, enc_params in encoding_scopes(run.params()).items():
+        rows = []
+        for i in query_positions:
+            bias = enc.apply({"params": enc_params}, i, method=bias_1xHx1xK)
+            row = np.full((bias.shape[1], width), np.nan, np.float32)
+            row[:, : i + 1] = np.asarray(bias)[0, :, 0, ::-1]
+            rows.append(row)
+        curves[layer] = np.stack(rows)
+    return curves

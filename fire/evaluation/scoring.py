@@ -1,0 +1,189 @@
+"""The scorer: the weighted negative log-likelihood of a model on evaluation windows.
+
+One scoring function serves the length sweep and the validation inside training
+(:func:`make_score_fn`). It returns the loss summed over the batch *per position*, so the
+sweep can also report the loss by position in the window. The logits come from the hidden
+states in chunks of tokens inside ``lax.map``, so the ``[tokens, vocab]`` logits never exist
+at once, whatever the vocabulary.
+
+For one length of one run (:func:`score_length`), windows are batched to about
+``batch_tokens`` tokens, so long windows go one at a time, and the attention path is chosen
+per length (:func:`compile_scorer`).
+"""
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable, Iterator, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fire import data as fire_data
+from fire import xla
+from fire.data import Protocol
+from fire.encodings import LengthError
+from fire.evaluation.runs import TrainedRun
+from fire.model import Transformer, token_nll
+from fire.utils import ceil_div, peak_rss_bytes, reset_peak_rss, round_up, to_mib
+
+LOGITS_CHUNK_BYTES = 256 << 20  # f32 logits of one loss chunk: bounds memory for any vocab
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How every length is scored: the protocol (which tokens, with what context; the key of
+    the sweep's reuse) and how the work is done (which does not change the numbers beyond
+    float32 tolerance)."""
+
+    protocol: Protocol = Protocol()
+    batch_tokens: int = 32768  # tokens per batch: batch size max(1, batch_tokens // length)
+    attention: str = "auto"  # auto: dense for one-tile windows that fit, else blockwise
+    block_size: int = 0  # blockwise attention tile (0: the run's)
+    memory_limit: int = 0  # bytes the eval step may plan (0: from the device)
+
+
+def logits_chunk_tokens(vocab_size: int) -> int:
+    """Tokens per loss chunk, so that one chunk's float32 logits take ``LOGITS_CHUNK_BYTES``."""
+    return max(1, LOGITS_CHUNK_BYTES // (4 * vocab_size))
+
+
+def make_score_fn(model: Transformer, impl: str, chunk_tokens: int) -> Callable:
+    """``(params, inputs_BxT, targets_BxT, weights_BxT) -> (nll_T, weight_T)``: the weighted
+    loss in nats and the weights, each summed over the batch, per position (float32)."""
+
+    def score(params, inputs_BxT, targets_BxT, weights_BxT):
+        hidden_BxTxD = model.apply({"params": params}, inputs_BxT, impl=impl, return_hidden=True)
+        B, T, D = hidden_BxTxD.shape
+        chunk = min(chunk_tokens, B * T)
+        n = ceil_div(B * T, chunk)
+        pad = n * chunk - B * T
+        hidden_NxCxD = jnp.pad(hidden_BxTxD.reshape(B * T, D), ((0, pad), (0, 0))).reshape(n, chunk, D)
+        targets_NxC = jnp.pad(targets_BxT.reshape(B * T), (0, pad)).reshape(n, chunk)
+
+        def chunk_nll(xs):
+            h_CxD, t_C = xs
+            return token_nll(model.apply({"params": params}, h_CxD, method=Transformer.logits), t_C)
+
+        nll_BxT = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC)).reshape(-1)[: B * T].reshape(B, T)
+        return (nll_BxT * weights_BxT).sum(0), weights_BxT.sum(0)
+
+    return score
+
+
+def padded_batches(windows, batch: int) -> Iterator[tuple]:
+    """``(inputs, targets, weights)`` numpy batches of ``batch`` windows; the last is padded
+    with rows of weight 0, which are not scored."""
+    n = round_up(len(windows.inputs), batch)
+    pad = lambda x: np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)])
+    inputs, targets, weights = pad(windows.inputs), pad(windows.targets), pad(windows.weights)
+    for i in range(0, n, batch):
+        yield inputs[i : i + batch], targets[i : i + batch], weights[i : i + batch]
+
+
+def default_memory_limit() -> int:
+    """What one eval step may plan: 90% of an accelerator's memory, half the host's RAM."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(0.9 * stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def planned_bytes(compiled) -> Optional[int]:
+    """XLA's buffer plan for the step: arguments + outputs + temporaries."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    return m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+
+
+@dataclasses.dataclass
+class CompiledScorer:
+    """The score function compiled for one length: its path, batch size and memory plan."""
+
+    compiled: object
+    impl: str
+    batch: int
+    planned: Optional[int]
+    compile_s: float
+
+
+def compile_scorer(run: TrainedRun, length: int, n_windows: int, settings: Settings) -> CompiledScorer:
+    """Compiles the score function for one length. ``auto`` takes the dense path only for
+    windows of one tile whose plan fits: past a tile the blockwise path holds O(T) memory
+    rather than O(T^2), and skips the masked tiles."""
+    batch = min(n_windows, max(1, settings.batch_tokens // length))
+    tokens = jax.ShapeDtypeStruct((batch, length), jnp.int32)
+    args = (run.abstract_params, tokens, tokens, jax.ShapeDtypeStruct((batch, length), jnp.float32))
+    limit = settings.memory_limit or default_memory_limit()
+    chunk = logits_chunk_tokens(run.model_cfg.vocab_size)
+
+    def compile_(impl):
+        t0 = time.perf_counter()
+        compiled = xla.jit(make_score_fn(run.model, impl, chunk)).lower(*args).compile()
+        return CompiledScorer(compiled, impl, batch, planned_bytes(compiled), time.perf_counter() - t0)
+
+    if settings.attention != "auto":
+        return compile_(settings.attention)
+    if length <= run.model_cfg.block_size:
+        scorer = compile_("dense")
+        if scorer.planned is None or scorer.planned <= limit:
+            return scorer
+    return compile_("blockwise")
+
+
+def position_bins(length: int, per_octave: int = 4) -> np.ndarray:
+    """Bin edges ``0, 1, 2, 3, 4, 5, 6, 7, 8, 10, ..., length``: log-spaced, as the curve is
+    read on a log axis."""
+    powers = np.round(2.0 ** (np.arange(per_octave * math.log2(length) + 1) / per_octave)).astype(int)
+    return np.unique(np.concatenate([[0], powers[powers < length], [length]]))
+
+
+def score_length(run: TrainedRun, windows, settings: Settings) -> dict:
+    """Scores ``windows`` (one length) with ``run``: one results row (``fire.evaluation.report``
+    lists its fields), with the loss by position in the window."""
+    L = windows.length
+    reset_peak_rss()
+    row = {
+        **run.info(), "eval_len": L, "protocol": windows.protocol, "stride": windows.stride,
+        "eval_tokens": settings.protocol.eval_tokens, "n_tokens": windows.n_tokens,
+    }  # fmt: skip
+    try:
+        run.model_cfg.check_length(L)
+    except LengthError as e:  # e.g. pe=learned past its table: this cell does not exist
+        return {**row, "loss": None, "ppl": None, "bits_per_byte": None, "note": f"n/a: {e}"}
+    scorer = compile_scorer(run, L, len(windows.inputs), settings)
+    params = run.params()
+    t0 = time.perf_counter()
+    outputs = [scorer.compiled(params, *batch) for batch in padded_batches(windows, scorer.batch)]
+    outputs = jax.device_get(outputs)
+    time_s = time.perf_counter() - t0
+    nll_T = np.sum([o[0] for o in outputs], axis=0, dtype=np.float64)
+    weight_T = np.sum([o[1] for o in outputs], axis=0, dtype=np.float64)
+    total = float(nll_T.sum())
+    loss = total / windows.n_tokens
+    edges = position_bins(L)
+    bin_nll, bin_weight = np.add.reduceat(nll_T, edges[:-1]), np.add.reduceat(weight_T, edges[:-1])
+    device_stats = jax.devices()[0].memory_stats() or {}
+    return {
+        **row,
+        "loss": loss,
+        "ppl": math.exp(loss) if loss < 700 else math.inf,
+        "bits_per_byte": fire_data.bits_per_byte(total, windows.n_bytes),
+        "time_s": round(time_s, 3),
+        "compile_s": round(scorer.compile_s, 3),
+        "impl": scorer.impl,
+        "batch_size": scorer.batch,
+        "n_windows": len(windows.inputs),
+        "xla_mib": to_mib(scorer.planned),
+        "peak_rss_mib": to_mib(peak_rss_bytes()),
+        "device_peak_mib": to_mib(device_stats.get("peak_bytes_in_use")),
+        "note": "",
+        "position_loss": {
+            "edges": edges.tolist(),
+            "tokens": bin_weight.astype(int).tolist(),
+            "loss": [float(s / w) if w else None for s, w in zip(bin_nll, bin_weight)],
+        },
+    }

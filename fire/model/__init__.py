@@ -1,0 +1,20 @@
+"""The decoder-only LM: its config, layers, the two attention paths and the loss.
+
+from fire.model import ModelConfig, Transformer
+"""
+
+from fire.model.config import DTYPES, IMPLEMENTATIONS, SIZES, ModelConfig
+from fire.model.losses import token_nll
+from fire.model.transformer import (
+    Transformer,
+    count_params,
+    encoding_scopes,
+    encoding_summary,
+    matmul_params,
+    train_flops_per_token,
+)
+
+__all__ = [
+    "DTYPES", "IMPLEMENTATIONS", "SIZES", "ModelConfig", "Transformer", "count_params", "encoding_scopes",
+    "encoding_summary", "matmul_params", "token_nll", "train_flops_per_token",
+]  # fmt: skip

@@ -1,0 +1,9 @@
+"""Training: the loop (``trainer``), the optimizer, the device mesh and what a run reports.
+
+from fire.training import train
+train(fire.config.from_axes("pe=fire,smoke"), "runs/smoke")
+"""
+
+from fire.training.trainer import TrainingSetup, build, train
+
+__all__ = ["TrainingSetup", "build", "train"]
