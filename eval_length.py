@@ -9,6 +9,10 @@ each run's training length times 1, 2, 4, 8, 16. Protocols (--protocol): ``strea
 documents), ``sliding`` (windows every --stride tokens, each scoring its last --stride
 targets). ``--dry_run`` compiles every length and prints its memory plan without running.
 Re-running into the same --output_dir reuses the rows already computed.
+
+An evaluation-time variant (encoding options that change no parameter) is a separate row:
+
+    python eval_length.py --workdir=runs/fire_512 --encoding_option=normalizer_cap=512 --output_dir=results/
 """
 
 from absl import app, flags
@@ -41,6 +45,12 @@ flags.DEFINE_float(
 )
 flags.DEFINE_string("output_dir", None, "Where results.{csv,json,md} and the figures go.")
 flags.DEFINE_bool("dry_run", False, "Compile every length and print its memory plan; run nothing.")
+flags.DEFINE_multi_string(
+    "encoding_option",
+    [],
+    "KEY=VALUE: evaluate with an encoding option changed that changes no parameter (e.g. "
+    "normalizer_cap=512 for FIRE, scale=4 for rope_pi), as a separately labelled row; repeatable.",
+)
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
@@ -51,10 +61,11 @@ def main(argv):
     if not FLAGS.dry_run and not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required (unless --dry_run).")
 
-    from fire.cli import report_user_errors
+    from fire.cli import parse_options, report_user_errors
     from fire.evaluation import sweep
 
     def run():
+        options = parse_options(FLAGS.encoding_option)
         settings = Settings(
             protocol=Protocol(FLAGS.protocol, eval_tokens=FLAGS.eval_tokens, stride=FLAGS.stride),
             batch_tokens=FLAGS.batch_tokens,
@@ -63,7 +74,7 @@ def main(argv):
             memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
         )
         sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
-              log=lambda line: print(line, flush=True))  # fmt: skip
+              log=lambda line: print(line, flush=True), encoding_options=options)  # fmt: skip
 
     report_user_errors(run)
 

@@ -1,5 +1,7 @@
-"""What the command lines share: a user's error is one line on stderr and exit code 2."""
+"""What the command lines share: a user's error is one line on stderr and exit code 2;
+``KEY=VALUE`` options parsed as Python values."""
 
+import ast
 import sys
 from typing import Callable
 
@@ -15,3 +17,22 @@ def report_user_errors(main: Callable[[], object]):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+
+
+def parse_value(text: str):
+    """A command-line value as Python: numbers, True/False, None, else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_options(items) -> dict:
+    """``['a=1', 'b=x']`` -> ``{'a': 1, 'b': 'x'}``. Raises UserError for an item without ``=``."""
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"expected KEY=VALUE, got {item!r}.")
+        options[key.strip()] = parse_value(value.strip())
+    return options

@@ -6,6 +6,7 @@
       checkpoints/        orbax steps: parameters, optimizer state and data position
       metrics.jsonl       one JSON object per logged step
       tensorboard/        TensorBoard event files of the same metrics
+      train.log           the training output, when a sweep runs it
 
 A folder is a training run when it holds ``config.json``.
 """
@@ -24,6 +25,7 @@ CODE_VERSION = "code_version.json"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tensorboard"
+LOG = "train.log"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,10 @@ class Workdir:
     @property
     def tensorboard(self) -> str:
         return os.path.join(self.path, TENSORBOARD)
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.path, LOG)
 
     def is_run(self) -> bool:
         return os.path.isfile(self.config)

@@ -32,7 +32,7 @@ FLOORS = [
     ("fire.config", "fire.workdir", "fire.checkpoint"),
     ("fire.evaluation",),
     ("fire.training",),
-    ("fire.benchmarks",),
+    ("fire.benchmarks", "fire.sweeps"),
 ]
 
 

@@ -103,14 +103,29 @@ def progress_line(i: int, total: int, row: dict, reused: bool) -> str:
 
 
 def sweep(
-    patterns, lengths, settings: Settings, output_dir: Optional[str], dry_run: bool = False, log: Callable = print
+    patterns,
+    lengths,
+    settings: Settings,
+    output_dir: Optional[str],
+    dry_run: bool = False,
+    log: Callable = print,
+    encoding_options=None,
 ) -> list:
-    """Evaluates every run at every length; writes ``output_dir`` (``fire.evaluation.report``
-    and ``fire.evaluation.plots``).
-    Returns the rows. ``dry_run`` compiles each length and prints its memory plan instead."""
-    runs = load_runs(patterns, settings.block_size, need_checkpoints=not dry_run)
+    """Evaluates every run (workdirs or globs) at every length (default: each run's training
+    length times ``DEFAULT_FACTORS``); writes ``output_dir`` (``fire.evaluation.report`` and
+    ``fire.evaluation.plots``). ``encoding_options`` evaluates with encoding options changed
+    (an evaluation-time variant, see ``load_run``). Returns the rows. ``dry_run`` compiles
+    each length and prints its memory plan instead."""
+    runs = load_runs(patterns, settings.block_size, need_checkpoints=not dry_run, encoding_options=encoding_options)
     lengths = parse_lengths(lengths) if lengths else None
     plan = [(run, L) for run in runs for L in (lengths or default_lengths(run))]
+    return evaluate(plan, settings, output_dir, dry_run, log)
+
+
+def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run: bool = False,
+             log: Callable = print) -> list:  # fmt: skip
+    """Scores each ``(TrainedRun, length)`` of ``plan`` (runs loaded and checked, labels set),
+    reusing and writing ``output_dir`` as :func:`sweep` does."""
     # Every window set is cut before any compute: a length the data cannot give fails now.
     windows = {}
     for run, L in plan:
@@ -149,7 +164,7 @@ def sweep(
                 f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so far are in {cache.path}."
             ) from None
         if i == len(plan) or plan[i][0] is not run:  # the run's last length
-            if run.model_cfg.build_encoding().plot_bias:
+            if run.model_cfg.build_encoding().plot_bias and run.label not in biases:
                 queries = bias_queries(run, [L for r, L in plan if r is run])
                 biases[run.label] = dict(
                     train_len=run.config.train_len, queries=queries, curves=encoding_bias(run, queries)

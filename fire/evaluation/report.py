@@ -37,20 +37,20 @@ COLUMNS = CONTRACT + (
 
 
 def write_results(output_dir: str, rows: list):
-    _write(os.path.join(output_dir, "results.csv"), to_csv(rows))
-    json_rows = ",\n".join(json.dumps(_finite(r)) for r in rows)  # one row per line
-    _write(os.path.join(output_dir, "results.json"), f"[\n{json_rows}\n]\n")
-    _write(os.path.join(output_dir, "results.md"), to_markdown(rows))
+    write_atomic(os.path.join(output_dir, "results.csv"), to_csv(rows))
+    json_rows = ",\n".join(json.dumps(finite(r)) for r in rows)  # one row per line
+    write_atomic(os.path.join(output_dir, "results.json"), f"[\n{json_rows}\n]\n")
+    write_atomic(os.path.join(output_dir, "results.md"), to_markdown(rows))
 
 
-def _write(path: str, text: str):
+def write_atomic(path: str, text: str):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
 
 
-def _finite(row: dict) -> dict:
+def finite(row: dict) -> dict:
     """JSON has no NaN or infinity: such values (and n/a cells) become null."""
     return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
@@ -60,7 +60,7 @@ def to_csv(rows: list) -> str:
     writer = csv.DictWriter(out, COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in _finite(row).items()})
+        writer.writerow({k: "" if v is None else v for k, v in finite(row).items()})
     return out.getvalue()
 
 

@@ -4,7 +4,7 @@ import dataclasses
 import functools
 import glob
 import os
-from typing import Optional
+from typing import Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -14,8 +14,9 @@ import numpy as np
 
 from fire import data as fire_data
 from fire.checkpoint import abstract_like, latest_step, restore_params
+from fire.encodings import resolved_options
 from fire.errors import UserError
-from fire.model import ModelConfig, Transformer, count_params, encoding_scopes
+from fire.model import ModelConfig, Transformer, abstract_params, count_params, encoding_scopes
 from fire.workdir import Workdir
 
 
@@ -33,6 +34,7 @@ class TrainedRun:
     tokenizer: object
     model_cfg: ModelConfig
     step: Optional[int]  # latest checkpoint; None if it has none
+    variant: str = ""  # evaluation-time encoding options, as " [key=value, ...]"
     label: str = ""
     _params: Optional[dict] = None
 
@@ -68,20 +70,44 @@ class TrainedRun:
         )  # fmt: skip
 
 
-def load_run(workdir: str, block_size: int = 0) -> TrainedRun:
-    """The run in ``workdir``. Raises :class:`EvalError` if it is not a training run."""
+def load_run(workdir: str, block_size: int = 0, encoding_options: Optional[Mapping] = None) -> TrainedRun:
+    """The run in ``workdir``.
+
+    ``encoding_options`` evaluates it with encoding options changed (e.g. FIRE's
+    ``normalizer_cap``, a RoPE scale): an evaluation-time variant, labelled with them. Options
+    that would change the parameters are refused.
+
+    Raises:
+      EvalError: not a training run, or options that change the parameters.
+      UnknownEncodingError: an option the encoding does not have.
+    """
     paths = Workdir(workdir)
     if not paths.is_run():
         raise EvalError(f"{workdir} is not a training run: it has no {os.path.basename(paths.config)}.")
     config = paths.read_config()
     tokenizer = fire_data.get_tokenizer(config.data)
-    model_cfg = ModelConfig.from_run_config(config, tokenizer.vocab_size)
+    trained = ModelConfig.from_run_config(config, tokenizer.vocab_size)
+    model_cfg = trained
+    variant = ""
+    if encoding_options:
+        options = dict(encoding_options)
+        resolved_options(config.pe, options)  # unknown options fail here
+        config.encoding.update(options)  # the variant's config: part of the sweep's reuse key
+        model_cfg = ModelConfig.from_run_config(config, tokenizer.vocab_size)
+        if _param_shapes(model_cfg) != _param_shapes(trained):
+            raise EvalError(f"{workdir}: encoding options {options} change the model's parameters; an evaluation-time "
+                            f"variant may only change options that add or remove none.")  # fmt: skip
+        variant = " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
     if block_size:
         model_cfg = dataclasses.replace(model_cfg, block_size=block_size)
     return TrainedRun(
         workdir=os.path.normpath(workdir), path=paths.path, config=config, tokenizer=tokenizer,
-        model_cfg=model_cfg, step=latest_step(paths.path),
+        model_cfg=model_cfg, step=latest_step(paths.path), variant=variant,
     )  # fmt: skip
+
+
+def _param_shapes(model_cfg: ModelConfig) -> dict:
+    return jax.tree_util.tree_map(lambda x: (x.shape, x.dtype), abstract_params(model_cfg))
 
 
 def expand_workdirs(patterns) -> list:
@@ -99,11 +125,22 @@ def expand_workdirs(patterns) -> list:
     return [w for w in workdirs if unique.get(os.path.abspath(w)) is w]
 
 
-def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True) -> list:
-    """Every run, checked before any compute: a checkpoint each, one tokenizer for all."""
-    runs = [load_run(w, block_size) for w in expand_workdirs(patterns)]
+def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True, encoding_options=None) -> list:
+    """Every run, checked before any compute: a checkpoint each, one tokenizer for all;
+    labelled ``pe@train_len`` (and the folder where that is ambiguous)."""
+    runs = [load_run(w, block_size, encoding_options) for w in expand_workdirs(patterns)]
     if not runs:
         raise EvalError("no --workdir given.")
+    check_runs(runs, need_checkpoints)
+    labels = [f"{r.config.pe}@{r.config.train_len}" for r in runs]
+    for run, label in zip(runs, labels):
+        # Runs that share encoding and length (seeds, ablations) are told apart by folder.
+        run.label = (label if labels.count(label) == 1 else f"{label} ({os.path.basename(run.path)})") + run.variant
+    return runs
+
+
+def check_runs(runs: list, need_checkpoints: bool = True) -> None:
+    """A checkpoint in each run (unless ``need_checkpoints`` is off) and one tokenizer for all."""
     missing = [r.workdir for r in runs if r.step is None]
     if need_checkpoints and missing:
         raise EvalError(
@@ -117,11 +154,6 @@ def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True) -> l
             f"the runs use different tokenizers ({which}); losses per token are not comparable "
             f"in one table. Sweep them into separate --output_dir folders."
         )
-    labels = [f"{r.config.pe}@{r.config.train_len}" for r in runs]
-    for run, label in zip(runs, labels):
-        # Runs that share encoding and length (seeds, ablations) are told apart by folder.
-        run.label = label if labels.count(label) == 1 else f"{label} ({os.path.basename(run.path)})"
-    return runs
 
 
 def encoding_bias(run: TrainedRun, query_positions) -> dict:

@@ -7,6 +7,7 @@ from fire.model.config import DTYPES, IMPLEMENTATIONS, SIZES, ModelConfig
 from fire.model.losses import token_nll
 from fire.model.transformer import (
     Transformer,
+    abstract_params,
     count_params,
     encoding_scopes,
     encoding_summary,
@@ -15,6 +16,6 @@ from fire.model.transformer import (
 )
 
 __all__ = [
-    "DTYPES", "IMPLEMENTATIONS", "SIZES", "ModelConfig", "Transformer", "count_params", "encoding_scopes",
+    "DTYPES", "IMPLEMENTATIONS", "SIZES", "ModelConfig", "Transformer", "abstract_params", "count_params", "encoding_scopes",
     "encoding_summary", "matmul_params", "token_nll", "train_flops_per_token",
 ]  # fmt: skip

@@ -140,6 +140,13 @@ class Transformer(nn.Module):
         return self.head(hidden_BxTxD)
 
 
+def abstract_params(cfg: ModelConfig):
+    """The model's parameters as shapes and dtypes (``jax.ShapeDtypeStruct``), unboxed, with
+    no memory allocated."""
+    tokens = jnp.zeros((1, 8), jnp.int32)
+    return nn.meta.unbox(jax.eval_shape(lambda: Transformer(cfg).init(jax.random.key(0), tokens)["params"]))
+
+
 def count_params(params) -> int:
     return sum(x.size for x in jax.tree_util.tree_leaves(params))
 

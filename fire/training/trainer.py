@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from fire import data as fire_data
 from fire import xla
 from fire.checkpoint import Checkpointer, abstract_like, restore_params
+from fire.config import from_axes
 from fire.data import Protocol
 from fire.errors import ConfigError, NonFiniteLossError
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn, padded_batches
@@ -77,13 +78,16 @@ def _flatten(d, prefix=""):
 
 def check_workdir(config, workdir: str) -> None:
     """A workdir holds one run: refuse a config that differs in anything but bookkeeping.
-    Fields the saved config has and this version's config does not are not read by this
-    version, so they are not compared."""
+    Fields the saved config has and this version's does not are not read, so not compared;
+    fields this version added are compared with their defaults."""
     paths = Workdir(workdir)
     if not paths.is_run():
         return
     saved = _flatten(paths.read_config_dict())
     current = _flatten(json.loads(config.to_json_best_effort()))
+    # A field added after the run started ran with its behaviour-preserving default.
+    defaults = _flatten(json.loads(from_axes(f"pe={config.pe}").to_json_best_effort()))
+    saved.update({k: defaults[k] for k in current if k not in saved and k in defaults})
     changed = sorted(
         (k for k in current if saved.get(k) != current[k] and not k.startswith(RESUMABLE_CHANGES)),
         key=lambda k: (k.count("."), k),  # top-level keys (pe, size, ...) first

@@ -1,0 +1,152 @@
+"""Running a sweep: train every run (or one worker's share), then evaluate and aggregate.
+
+Each run trains in its own ``train.py`` process, the command :meth:`RunSpec.command` prints,
+with its output in the workdir's log; a run that fails is reported with that log and the
+sweep goes on. Runs are resumable as ``train.py`` is: a finished run is skipped, an
+interrupted one continues from its checkpoint. A cluster can run the same commands instead
+(``--print_commands``), or N machines can each take ``--shard=I/N`` with no coordination.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Optional
+
+from fire.checkpoint import latest_step
+from fire.data import Protocol
+from fire.evaluation import Settings
+from fire.evaluation.length_sweep import evaluate
+from fire.evaluation.runs import EvalError, check_runs, load_run
+from fire.model import ModelConfig, abstract_params, count_params, train_flops_per_token
+from fire.sweeps import aggregate
+from fire.sweeps.spec import RunSpec, SweepError, eval_settings, run_config
+from fire.utils import format_duration
+from fire.workdir import Workdir
+
+MARKER = "sweep.json"  # in the results folder: which sweep it belongs to
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What a run will cost: parameters, tokens seen and training FLOPs (PaLM's count)."""
+
+    n_params: int
+    tokens: int
+    flops: float
+
+
+def estimate(spec: RunSpec, vocab_size: int = 259) -> Cost:
+    """The run's cost from its config alone (no data, no compile). ``vocab_size`` is the
+    tokenizer's (259 for bytes)."""
+    config = run_config(spec)
+    cfg = ModelConfig.from_run_config(config, vocab_size)
+    tokens = config.num_steps * config.batch_size * config.train_len
+    return Cost(count_params(abstract_params(cfg)), tokens, train_flops_per_token(cfg, config.train_len) * tokens)
+
+
+def status(spec: RunSpec) -> str:
+    """``done``, ``partial`` (checkpoints short of num_steps) or ``new``."""
+    if not Workdir(spec.workdir).is_run():
+        return "new"
+    step = latest_step(spec.workdir)
+    if step is None:
+        return "new"
+    return "done" if step >= run_config(spec).num_steps else "partial"
+
+
+def train_runs(specs: list, log: Callable = print, python: str = sys.executable) -> dict:
+    """Trains every run not yet done, one after another; ``{name: 'done' | 'failed'}``.
+
+    A failed run (non-zero exit) is reported with its log file and the others go on.
+    """
+    outcome, durations = {}, []
+    todo = [s for s in specs if status(s) != "done"]
+    log(f"{len(specs)} run(s): {len(specs) - len(todo)} done, {len(todo)} to train.")
+    for s in specs:
+        if s not in todo:
+            outcome[s.name] = "done"
+    for k, spec in enumerate(todo, 1):
+        eta = format_duration(sum(durations) / len(durations) * (len(todo) - k + 1)) if durations else "?"
+        log(f"[{k}/{len(todo)}] training {spec.name} ({status(spec)}) | ETA {eta}")
+        paths = Workdir(spec.workdir)
+        os.makedirs(paths.path, exist_ok=True)
+        t0 = time.perf_counter()
+        with open(paths.log, "a") as out:
+            code = subprocess.run(spec.command(python), stdout=out, stderr=subprocess.STDOUT).returncode
+        durations.append(time.perf_counter() - t0)
+        outcome[spec.name] = "done" if code == 0 and status(spec) == "done" else "failed"
+        if outcome[spec.name] == "failed":
+            log(f"[{k}/{len(todo)}] FAILED {spec.name} (exit {code}); see {paths.log}")
+        else:
+            log(f"[{k}/{len(todo)}] done {spec.name} in {format_duration(durations[-1])}")
+    return outcome
+
+
+def check_output_dir(output_dir: str, sweep_name: str) -> None:
+    """The results folder belongs to one sweep: refuse another's, claim a new one."""
+    marker = os.path.join(output_dir, MARKER)
+    if os.path.exists(marker):
+        with open(marker) as f:
+            owner = json.load(f).get("sweep")
+        if owner != sweep_name:
+            raise SweepError(f"{output_dir} holds the results of sweep {owner!r}, not {sweep_name!r}: "
+                             f"choose another output_dir.")  # fmt: skip
+        return
+    os.makedirs(output_dir, exist_ok=True)
+    with open(marker, "w") as f:
+        json.dump({"sweep": sweep_name}, f)
+
+
+def evaluate_runs(sweep, specs: list, log: Callable = print) -> list:
+    """Length-sweeps every finished run (and the evaluation-time variants), then aggregates
+    over seeds into the sweep's output folder. Returns the aggregate rows."""
+    settings_ = eval_settings(sweep)
+    settings = Settings(Protocol(settings_["protocol"], settings_["eval_tokens"], settings_["stride"]))
+    done = [s for s in specs if status(s) == "done"]
+    if not done:
+        log("No finished run to evaluate.")
+        return []
+    variants = {"": (None, None)}
+    for name, v in (sweep.get("eval_variants") or {}).items():
+        variants[name] = (set(v.get("rows") or [s.row for s in specs]), dict(v.encoding))
+    plan, row_of = [], {}
+    for name, (rows, options) in variants.items():
+        for spec in done:
+            if rows is not None and spec.row not in rows:
+                continue
+            try:
+                run = load_run(spec.workdir, encoding_options=options)
+            except EvalError as e:
+                raise SweepError(f"eval variant {name!r}: {e}") from None
+            row = f"{spec.row} [{name}]" if name else spec.row
+            run.label = f"{row} {os.path.basename(spec.workdir)}"
+            row_of[run.label] = (row, spec)
+            plan += [(run, spec.train_len * k) for k in settings_["factors"]]
+    check_runs(list({id(r): r for r, _ in plan}.values()))
+    per_run_dir = os.path.join(sweep.output_dir, "per_run")
+    rows = evaluate(plan, settings, per_run_dir, log=log)
+    table = aggregate.aggregate(rows, row_of)
+    written = aggregate.write(sweep.output_dir, rows, row_of, table, sweep.name)
+    log(f"Wrote {', '.join(written)} to {sweep.output_dir}")
+    return table
+
+
+def dry_run(specs: list, log: Callable = print) -> None:
+    """Lists the runs with their status and cost."""
+    total = Cost(0, 0, 0.0)
+    for k, spec in enumerate(specs, 1):
+        cost = estimate(spec)
+        total = Cost(max(total.n_params, cost.n_params), total.tokens + cost.tokens, total.flops + cost.flops)
+        log(f"[{k}/{len(specs)}] {spec.name} | {status(spec)} | {cost.n_params / 1e6:.2f}M params | "
+            f"{cost.tokens / 1e6:.1f}M tokens | {cost.flops / 1e12:.1f} TFLOP")  # fmt: skip
+    log(f"total: {len(specs)} runs, {total.tokens / 1e6:.1f}M tokens, {total.flops / 1e15:.2f} PFLOP")
+
+
+def summary(outcome: dict, specs: list) -> Optional[str]:
+    failed = [s for s in specs if outcome.get(s.name) == "failed"]
+    if not failed:
+        return None
+    return "failed runs:\n" + "\n".join(f"  {s.name}: see {Workdir(s.workdir).log}" for s in failed)

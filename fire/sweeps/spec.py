@@ -1,0 +1,258 @@
+"""A sweep: a set of training runs named by a config file, expanded into run specs.
+
+A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
+
+* ``name``: the sweep's name (written into its results folder, which refuses another sweep);
+* ``config``: the run config file every run starts from (``configs/lm.py``);
+* ``axes``: a Cartesian product. Keys are the config file's axes (``pe``, ``size``,
+  ``train_len``, ``data``), ``seed`` (sets ``seed``, and through it the data order), and any
+  ``--config.`` override written as nested dicts (``encoding=dict(log_transform=[True,
+  False])``); every leaf is a list of values;
+* ``grids``: optional; a list of partial axis dicts, each crossed with ``axes``, their union
+  taken (e.g. three seeds at one training length and one at another);
+* ``variants``: optional named rows, ``{name: {axis or override: value}}``, crossed with the
+  rest (a variant sets several keys at once, e.g. FIRE without its threshold); without
+  variants a run's row is its encoding;
+* ``overrides``: ``--config.`` values for every run (nested dicts);
+* ``eval``: the length sweep: ``factors`` of the training length, ``protocol``,
+  ``eval_tokens``, ``stride``;
+* ``eval_variants``: optional evaluation-time rows: ``{name: dict(rows=[...], encoding={...})}``
+  re-scores the runs of those rows with encoding options that change no parameter;
+* ``runs_dir`` and ``output_dir``.
+
+Values may be the string ``"train_len"``, replaced by the run's training length (e.g. a FIRE
+normaliser cap at the training length).
+
+A run's folder is ``runs_dir/ROW/SIZE_L{train_len}_s{seed}``, plus ``_key-value`` for the keys
+that tell apart runs which would otherwise share it: names are deterministic, and sweeps that
+share a recipe and a ``runs_dir`` share their runs.
+"""
+
+import dataclasses
+import importlib.util
+import itertools
+import os
+import re
+import shlex
+import sys
+from typing import Optional
+
+import ml_collections
+
+from fire.errors import ConfigError
+from fire.utils import did_you_mean
+
+CONFIG_AXES = ("pe", "size", "train_len", "data")  # the config file's own axes (after the colon)
+SWEEP_FIELDS = ("name", "config", "axes", "grids", "variants", "overrides", "eval", "eval_variants", "runs_dir",
+                "output_dir")  # fmt: skip
+EVAL_FIELDS = {"factors": [1, 2, 4, 8, 16], "protocol": "stream", "eval_tokens": 65536, "stride": 0}
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SweepError(ConfigError):
+    """A sweep config that cannot be expanded (unknown keys, an empty product, bad names)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run of a sweep.
+
+    Attributes:
+      name: ``ROW/SIZE_L{train_len}_s{seed}...``, unique in the sweep; also its folder.
+      row: the table row (variant name, or the encoding).
+      config_arg: ``configs/lm.py:pe=...,size=...,train_len=...,data=...``.
+      overrides: flattened ``--config.`` values (``seed`` included), in a fixed order.
+      workdir: ``runs_dir/name``.
+    """
+
+    name: str
+    row: str
+    size: str
+    train_len: int
+    seed: int
+    config_arg: str
+    overrides: tuple
+    workdir: str
+
+    def command(self, python: str = "python") -> list:
+        """The ``train.py`` command line that trains (or resumes) this run."""
+        flags = [f"--config.{k}={_flag_value(v)}" for k, v in self.overrides]
+        return [python, "train.py", f"--config={self.config_arg}", *flags, f"--workdir={self.workdir}"]
+
+    def shell_command(self, python: str = "python") -> str:
+        return " ".join(shlex.quote(part) for part in self.command(python))
+
+
+def _flag_value(v) -> str:
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def flatten(tree, prefix: str = "") -> dict:
+    """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``."""
+    out = {}
+    for k, v in dict(tree).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, (dict, ml_collections.ConfigDict)):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+_MODULES = {}
+
+
+def load_python_config(path: str, arg: Optional[str] = None):
+    """``get_config(arg)`` of a config file (``path``, as on the command line); ``arg`` None
+    calls ``get_config()`` without arguments (sweep files)."""
+    if path not in _MODULES:
+        if not os.path.isfile(path):
+            raise SweepError(f"config file {path} does not exist.")
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        if repo not in sys.path:  # config files import their siblings as `configs.x`
+            sys.path.insert(0, repo)
+        spec = importlib.util.spec_from_file_location(f"_config_{len(_MODULES)}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _MODULES[path] = module
+    get_config = _MODULES[path].get_config
+    return get_config() if arg is None else get_config(arg)
+
+
+def load_sweep(path: str) -> ml_collections.ConfigDict:
+    """The sweep config in ``path``, its fields checked."""
+    sweep = load_python_config(path)
+    unknown = sorted(set(sweep.keys()) - set(SWEEP_FIELDS))
+    if unknown:
+        hints = "".join(did_you_mean(k, SWEEP_FIELDS, 1) for k in unknown)
+        raise SweepError(
+            f"{path}: unknown sweep field(s) {', '.join(unknown)}.{hints} Valid: {', '.join(SWEEP_FIELDS)}."
+        )
+    for field in ("name", "config", "axes", "runs_dir", "output_dir"):
+        if field not in sweep:
+            raise SweepError(f"{path}: the sweep needs a {field!r} field.")
+    return sweep
+
+
+def eval_settings(sweep) -> dict:
+    """The sweep's ``eval`` block with defaults; unknown keys fail."""
+    given = dict(sweep.get("eval", {}) or {})
+    unknown = sorted(set(given) - set(EVAL_FIELDS))
+    if unknown:
+        raise SweepError(f"unknown eval setting(s) {', '.join(unknown)}; valid: {', '.join(EVAL_FIELDS)}.")
+    return {**EVAL_FIELDS, **given}
+
+
+def _product(axes: dict) -> list:
+    """Every combination of the axes' values, in the order given."""
+    for key, values in axes.items():
+        if not isinstance(values, (list, tuple)):
+            raise SweepError(f"axis {key!r} must be a list of values, got {values!r}.")
+        if not values:
+            raise SweepError(f"axis {key!r} has no values: the sweep would be empty.")
+    keys = list(axes)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
+
+
+def expand(sweep) -> list:
+    """The sweep's runs, in a fixed order (rows, then the other axes as listed).
+
+    Raises:
+      SweepError: unknown axis or override keys (with the nearest valid names), an empty
+        product, a variant or axis value that is not a simple name, or two runs with the
+        same folder.
+    """
+    axes = flatten(sweep.axes)
+    grids = [flatten(g) for g in (sweep.get("grids") or [{}])]
+    variants = {name: flatten(v) for name, v in (sweep.get("variants") or {}).items()}
+    overrides = flatten(sweep.get("overrides") or {})
+    for name in variants:
+        if not _NAME.match(name):
+            raise SweepError(f"variant name {name!r} must be letters, digits, '_', '.' or '-' (it names folders).")
+    combos = []
+    for grid in grids:
+        clash = sorted(set(grid) & set(axes))
+        if clash:
+            raise SweepError(f"grid axes {', '.join(clash)} are also in `axes`: give each axis in one place.")
+        combos += _product({**axes, **grid})
+    if not combos:
+        raise SweepError("the sweep's product is empty.")
+    rows = list(variants.items()) or [(None, {})]
+    settings = [(variant, {**overrides, **combo, **fixed}) for variant, fixed in rows for combo in combos]
+
+    base = load_python_config(sweep.config, "")
+    drafts = []
+    for variant, values in settings:
+        axis_values = {a: values.pop(a) for a in CONFIG_AXES if a in values}
+        seed = int(values.pop("seed", base.seed))
+        config_axes = {**{a: base[a] if a != "data" else base.data.name for a in CONFIG_AXES}, **axis_values}
+        train_len = int(config_axes["train_len"])
+        values = {k: (train_len if v == "train_len" else v) for k, v in values.items()}
+        row = variant or str(config_axes["pe"])
+        drafts.append((f"{row}/{config_axes['size']}_L{train_len}_s{seed}", row, config_axes, seed, values))
+    # Keys that tell apart runs which would otherwise share a folder join its name.
+    by_name = {}
+    for draft in drafts:
+        by_name.setdefault(draft[0], []).append(draft[4])
+    specs, seen = [], set()
+    for base_name, row, config_axes, seed, values in drafts:
+        group = by_name[base_name]
+        differ = sorted(k for k in values if len({repr(v.get(k)) for v in group}) > 1)
+        name = base_name + "".join(f"_{k.split('.')[-1]}-{values[k]}" for k in differ)
+        if name in seen:
+            raise SweepError(f"two runs of the sweep would share the folder {name}: add a variant or an axis.")
+        seen.add(name)
+        arg = ",".join(f"{a}={config_axes[a]}" for a in CONFIG_AXES)
+        spec = RunSpec(name=name, row=row, size=str(config_axes["size"]), train_len=int(config_axes["train_len"]),
+                       seed=seed, config_arg=f"{sweep.config}:{arg}",
+                       overrides=tuple(sorted(values.items())) + (("seed", seed),),
+                       workdir=os.path.join(sweep.runs_dir, name))  # fmt: skip
+        run_config(spec)  # unknown keys and values the config refuses fail now, naming the run
+        specs.append(spec)
+    return specs
+
+
+def run_config(spec: RunSpec) -> ml_collections.ConfigDict:
+    """The run config ``spec`` trains with (the config file, then its overrides).
+
+    Raises SweepError for a key the config does not have, with the nearest valid names."""
+    path, _, arg = spec.config_arg.partition(":")
+    config = load_python_config(path, arg)
+    valid = flatten(config.to_dict())
+    for key, value in spec.overrides:
+        if key not in valid:
+            raise SweepError(f"{spec.name}: unknown override or axis {key!r}.{did_you_mean(key, valid)} "
+                             f"Valid: the keys of {path}, {', '.join(CONFIG_AXES)} and seed.")  # fmt: skip
+        *parents, leaf = key.split(".")
+        target = config
+        for p in parents:
+            target = target[p]
+        try:
+            target[leaf] = value
+        except (TypeError, ValueError) as e:
+            raise SweepError(f"{spec.name}: {key}={value!r} is refused by the config: {e}") from None
+    return config
+
+
+def parse_shard(shard: Optional[str], environ=os.environ) -> tuple:
+    """``'I/N'`` (or a scheduler's job-array variables) -> ``(I, N)``; ``(0, 1)`` for all runs.
+
+    SLURM's ``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_COUNT`` is read when no shard is
+    given. Raises SweepError if the index is not in ``[0, N)``.
+    """
+    if not shard and "SLURM_ARRAY_TASK_ID" in environ and "SLURM_ARRAY_TASK_COUNT" in environ:
+        shard = f"{environ['SLURM_ARRAY_TASK_ID']}/{environ['SLURM_ARRAY_TASK_COUNT']}"
+    if not shard:
+        return 0, 1
+    try:
+        index, count = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise SweepError(f"--shard must be I/N (e.g. 0/4), got {shard!r}.") from None
+    if count < 1 or not 0 <= index < count:
+        raise SweepError(f"--shard={shard}: the index must be in [0, {count}) with N >= 1.")
+    return index, count
+
+
+def shard_of(specs: list, index: int, count: int) -> list:
+    """Worker ``index`` of ``count`` takes every ``count``-th run: the shards cover each run once."""
+    return specs[index::count]

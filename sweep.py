@@ -1,0 +1,62 @@
+"""Run a sweep: train its runs, evaluate them at longer lengths, aggregate over seeds.
+
+    python sweep.py --sweep=configs/sweeps/cpu_main.py --dry_run         # the runs, their status and cost
+    python sweep.py --sweep=configs/sweeps/cpu_main.py                   # train what is missing, evaluate, aggregate
+    python sweep.py --sweep=configs/sweeps/cpu_main.py --print_commands  # one train.py command per run
+    python sweep.py --sweep=configs/sweeps/cpu_main.py --shard=3/8       # worker 3 of 8 trains its share
+    python sweep.py --sweep=configs/sweeps/cpu_main.py --eval_only       # once the workers are done
+
+Re-running skips finished runs, resumes interrupted ones and reuses evaluations already
+made. A failed run is reported with its log and the others go on; the exit code is 1 if any
+failed. Under a job array, SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT give the shard.
+A sharded worker only trains; evaluation runs without --shard (or with --eval_only).
+"""
+
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("sweep", None, "The sweep config file, e.g. configs/sweeps/cpu_main.py.")
+flags.DEFINE_bool("dry_run", False, "List the runs with their status and cost; run nothing.")
+flags.DEFINE_bool("print_commands", False, "Print one train.py command per run (of the shard); run nothing.")
+flags.DEFINE_string("shard", None, "I/N: train only worker I's share of N (default: all, or the SLURM array's).")
+flags.DEFINE_bool("eval_only", False, "Evaluate and aggregate the finished runs; train nothing.")
+flags.DEFINE_bool("train_only", False, "Train the runs; do not evaluate.")
+flags.mark_flag_as_required("sweep")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+
+    from fire.cli import report_user_errors
+    from fire.sweeps import expand, load_sweep, parse_shard, runner, shard_of
+
+    def run():
+        log = lambda line: print(line, flush=True)
+        sweep = load_sweep(FLAGS.sweep)
+        specs = expand(sweep)
+        index, count = parse_shard(FLAGS.shard)
+        mine = shard_of(specs, index, count)
+        if FLAGS.dry_run:
+            return runner.dry_run(mine, log)
+        if FLAGS.print_commands:
+            for spec in mine:
+                print(spec.shell_command())
+            return None
+        runner.check_output_dir(sweep.output_dir, sweep.name)
+        outcome = {} if FLAGS.eval_only else runner.train_runs(mine, log)
+        if count == 1 and not FLAGS.train_only:
+            runner.evaluate_runs(sweep, specs, log)
+        failures = runner.summary(outcome, mine)
+        if failures:
+            print(failures, file=sys.stderr)
+            sys.exit(1)
+        return None
+
+    report_user_errors(run)
+
+
+if __name__ == "__main__":
+    app.run(main)
