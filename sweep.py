@@ -14,7 +14,7 @@ A sharded worker only trains; evaluation runs without --shard (or with --eval_on
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("sweep", None, "The sweep config file, e.g. configs/sweeps/cpu_main.py.")
 flags.DEFINE_bool("dry_run", False, "List the runs with their status and cost; run nothing.")
@@ -29,6 +29,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint it opens at INFO
 
     from fire.cli import report_user_errors
     from fire.sweeps import expand, load_sweep, parse_shard, runner, shard_of

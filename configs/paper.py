@@ -6,6 +6,8 @@ Then the zero-shot length sweep at 512 ... 8192:
 
     python eval_length.py --workdir='runs/paper/*' --lengths=512,1024,2048,4096,8192 --output_dir=results/paper
 
+The whole table (every encoding, both sizes and lengths) is the sweep configs/sweeps/paper.py.
+
 Accepts the same axes as configs/lm.py (defaults here: size=base, train_len=512,
 data=c4/en:3.1.0). C4 must be prepared for TFDS beforehand (``tfds build c4/en`` on a
 machine that can download it, array_record format), as these runs need accelerators.
@@ -42,14 +44,3 @@ def get_config(arg: str = ""):
         apply_smoke(c)
     c.lock()
     return c
-
-
-def get_sweep():
-    """(config argument, workdir) for every run of the paper's table."""
-    encodings = ["nope", "rope", "rope_pi", "t5", "alibi", "kerple_log", "sandwich", "fire", "fire_s"]
-    return [
-        (f"pe={pe},size={size},train_len={L}", f"runs/paper/{pe}_{size}_{L}")
-        for size in ("base", "large")
-        for L in (512, 2048)
-        for pe in encodings
-    ]

@@ -27,6 +27,14 @@ def format_bytes(n, missing: str = "?") -> str:
     return f"{n / GiB:.2f} GiB" if abs(n) >= GiB else f"{n / MiB:.0f} MiB"
 
 
+def format_count(n) -> str:
+    """``'13.1B'``, ``'2.0M'``, ``'476.2k'`` or ``'12'``."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
 def to_mib(n):
     """Bytes as MiB rounded to 0.1, or None."""
     return None if n is None else round(n / MiB, 1)

@@ -239,3 +239,13 @@ def test_cli_dry_run_prints_each_length_and_writes_nothing(runs, tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4 and all("XLA plan" in line for line in lines[:3]), lines
     assert "n/a: pe=learned" in lines[3] and "blockwise" not in lines[0]
+
+
+def test_an_evaluation_variant_changes_options_not_parameters(runs):
+    plain = load_run(runs["fire"])
+    variant = load_run(runs["fire"], encoding_options={"log_transform": False})
+    assert variant.variant == " [log_transform=False]" and variant.config.encoding.log_transform is False
+    w = windows(plain, 64)
+    assert score_length(variant, w, FAST)["loss"] != score_length(plain, w, FAST)["loss"]
+    with pytest.raises(EvalError, match="change the model's parameters"):
+        load_run(runs["fire"], encoding_options={"mlp_width": 8})

@@ -12,6 +12,8 @@ import json
 import math
 import os
 
+from fire.utils import format_count
+
 CONTRACT = ("run", "pe", "train_len", "eval_len", "protocol", "n_tokens", "loss", "ppl", "bits_per_byte")
 COLUMNS = CONTRACT + (
     "time_s",  # wall time of the compiled eval steps over all windows (compile excluded)
@@ -64,13 +66,6 @@ def to_csv(rows: list) -> str:
     return out.getvalue()
 
 
-def _tokens(n) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
-
-
 def _per_run(runs: dict, field: str, fmt=str) -> str:
     """One value if every run agrees, else ``label value`` for each run."""
     values = {label: row.get(field) for label, row in runs.items()}
@@ -88,7 +83,7 @@ def setup_line(rows: list) -> str:
     return (
         f"Model {_per_run(runs, 'model')} ({_range(r['n_params'] for r in runs.values())} parameters); "
         f"data {_per_run(runs, 'data')} (tokenizer {first['tokenizer']}); "
-        f"trained on {_per_run(runs, 'train_tokens', _tokens)} tokens "
+        f"trained on {_per_run(runs, 'train_tokens', format_count)} tokens "
         f"(checkpoint step {_per_run(runs, 'step')}); protocol {first['protocol']}"
         + (f" (stride {_stride(rows)})" if first["protocol"] == "sliding" else "")
         + f"; {_range(r['n_tokens'] for r in rows)} tokens scored per length."

@@ -22,11 +22,12 @@ from fire.evaluation.length_sweep import evaluate
 from fire.evaluation.runs import EvalError, check_runs, load_run
 from fire.model import ModelConfig, abstract_params, count_params, train_flops_per_token
 from fire.sweeps import aggregate
-from fire.sweeps.spec import RunSpec, SweepError, eval_settings, run_config
-from fire.utils import format_duration
+from fire.sweeps.spec import RunSpec, SweepError, eval_settings, named_pairs, run_config
+from fire.utils import format_count, format_duration
 from fire.workdir import Workdir
 
 MARKER = "sweep.json"  # in the results folder: which sweep it belongs to
+BYTES_VOCAB = 259  # fire.data's byte tokenizer: 256 bytes, PAD, BOS, EOS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +39,11 @@ class Cost:
     flops: float
 
 
-def estimate(spec: RunSpec, vocab_size: int = 259) -> Cost:
-    """The run's cost from its config alone (no data, no compile). ``vocab_size`` is the
-    tokenizer's (259 for bytes)."""
+def estimate(spec: RunSpec) -> Cost:
+    """The run's cost from its config alone (no data, no compile). The vocabulary is the
+    byte tokenizer's, or the configured SentencePiece size."""
     config = run_config(spec)
+    vocab_size = config.data.spm_vocab_size if config.data.tokenizer == "sentencepiece" else BYTES_VOCAB
     cfg = ModelConfig.from_run_config(config, vocab_size)
     tokens = config.num_steps * config.batch_size * config.train_len
     return Cost(count_params(abstract_params(cfg)), tokens, train_flops_per_token(cfg, config.train_len) * tokens)
@@ -110,21 +112,23 @@ def evaluate_runs(sweep, specs: list, log: Callable = print) -> list:
         log("No finished run to evaluate.")
         return []
     variants = {"": (None, None)}
-    for name, v in (sweep.get("eval_variants") or {}).items():
-        variants[name] = (set(v.get("rows") or [s.row for s in specs]), dict(v.encoding))
+    for name, v in named_pairs(sweep.get("eval_variants")):
+        variants[name] = (set(v.get("rows") or [s.row for s in specs]), dict(v["encoding"]))
     plan, row_of = [], {}
     for name, (rows, options) in variants.items():
         for spec in done:
             if rows is not None and spec.row not in rows:
                 continue
+            # "train_len" stands for the run's training length.
+            run_options = {k: spec.train_len if v == "train_len" else v for k, v in (options or {}).items()}
             try:
-                run = load_run(spec.workdir, encoding_options=options)
+                run = load_run(spec.workdir, encoding_options=run_options or None)
             except EvalError as e:
                 raise SweepError(f"eval variant {name!r}: {e}") from None
             row = f"{spec.row} [{name}]" if name else spec.row
             run.label = f"{row} {os.path.basename(spec.workdir)}"
             row_of[run.label] = (row, spec)
-            plan += [(run, spec.train_len * k) for k in settings_["factors"]]
+            plan += [(run, L) for L in settings_["lengths"] or [spec.train_len * k for k in settings_["factors"]]]
     check_runs(list({id(r): r for r, _ in plan}.values()))
     per_run_dir = os.path.join(sweep.output_dir, "per_run")
     rows = evaluate(plan, settings, per_run_dir, log=log)
@@ -136,13 +140,13 @@ def evaluate_runs(sweep, specs: list, log: Callable = print) -> list:
 
 def dry_run(specs: list, log: Callable = print) -> None:
     """Lists the runs with their status and cost."""
-    total = Cost(0, 0, 0.0)
+    tokens = flops = 0
     for k, spec in enumerate(specs, 1):
         cost = estimate(spec)
-        total = Cost(max(total.n_params, cost.n_params), total.tokens + cost.tokens, total.flops + cost.flops)
-        log(f"[{k}/{len(specs)}] {spec.name} | {status(spec)} | {cost.n_params / 1e6:.2f}M params | "
-            f"{cost.tokens / 1e6:.1f}M tokens | {cost.flops / 1e12:.1f} TFLOP")  # fmt: skip
-    log(f"total: {len(specs)} runs, {total.tokens / 1e6:.1f}M tokens, {total.flops / 1e15:.2f} PFLOP")
+        tokens, flops = tokens + cost.tokens, flops + cost.flops
+        log(f"[{k}/{len(specs)}] {spec.name} | {status(spec)} | {format_count(cost.n_params)} params | "
+            f"{format_count(cost.tokens)} tokens | {cost.flops:.2e} FLOP")  # fmt: skip
+    log(f"total: {len(specs)} runs, {format_count(tokens)} tokens, {flops:.2e} FLOP")
 
 
 def summary(outcome: dict, specs: list) -> Optional[str]:

@@ -10,14 +10,15 @@ A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
   False])``); every leaf is a list of values;
 * ``grids``: optional; a list of partial axis dicts, each crossed with ``axes``, their union
   taken (e.g. three seeds at one training length and one at another);
-* ``variants``: optional named rows, ``{name: {axis or override: value}}``, crossed with the
-  rest (a variant sets several keys at once, e.g. FIRE without its threshold); without
-  variants a run's row is its encoding;
+* ``variants``: optional named rows, ``[(name, {axis or override: value}), ...]`` (a list
+  keeps the table's row order; a dict works too, its rows sorted), crossed with the rest (a
+  variant sets several keys at once, e.g. FIRE without its threshold); without variants a
+  run's row is its encoding;
 * ``overrides``: ``--config.`` values for every run (nested dicts);
-* ``eval``: the length sweep: ``factors`` of the training length, ``protocol``,
-  ``eval_tokens``, ``stride``;
-* ``eval_variants``: optional evaluation-time rows: ``{name: dict(rows=[...], encoding={...})}``
-  re-scores the runs of those rows with encoding options that change no parameter;
+* ``eval``: the length sweep: ``factors`` of the training length (or fixed ``lengths``),
+  ``protocol``, ``eval_tokens``, ``stride``;
+* ``eval_variants``: optional evaluation-time rows, ``[(name, dict(rows=[...], encoding={...}))]``
+  (or a dict): re-scores the runs of those rows with encoding options that change no parameter;
 * ``runs_dir`` and ``output_dir``.
 
 Values may be the string ``"train_len"``, replaced by the run's training length (e.g. a FIRE
@@ -45,7 +46,8 @@ from fire.utils import did_you_mean
 CONFIG_AXES = ("pe", "size", "train_len", "data")  # the config file's own axes (after the colon)
 SWEEP_FIELDS = ("name", "config", "axes", "grids", "variants", "overrides", "eval", "eval_variants", "runs_dir",
                 "output_dir")  # fmt: skip
-EVAL_FIELDS = {"factors": [1, 2, 4, 8, 16], "protocol": "stream", "eval_tokens": 65536, "stride": 0}
+# lengths: the same evaluation lengths for every run (else factors of each run's training length)
+EVAL_FIELDS = {"factors": [1, 2, 4, 8, 16], "lengths": [], "protocol": "stream", "eval_tokens": 65536, "stride": 0}
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -143,6 +145,14 @@ def eval_settings(sweep) -> dict:
     return {**EVAL_FIELDS, **given}
 
 
+def named_pairs(named) -> list:
+    """``[(name, value), ...]`` from a list of pairs (order kept) or a dict (ConfigDict sorts
+    its keys, so a dict's rows come in alphabetical order)."""
+    if not named:
+        return []
+    return list(named.items()) if hasattr(named, "items") else [tuple(pair) for pair in named]
+
+
 def _product(axes: dict) -> list:
     """Every combination of the axes' values, in the order given."""
     for key, values in axes.items():
@@ -164,7 +174,7 @@ def expand(sweep) -> list:
     """
     axes = flatten(sweep.axes)
     grids = [flatten(g) for g in (sweep.get("grids") or [{}])]
-    variants = {name: flatten(v) for name, v in (sweep.get("variants") or {}).items()}
+    variants = {name: flatten(v) for name, v in named_pairs(sweep.get("variants"))}
     overrides = flatten(sweep.get("overrides") or {})
     for name in variants:
         if not _NAME.match(name):
