@@ -5,7 +5,8 @@
       code_version.json   the package version, git commit and whether the tree was dirty
       checkpoints/        orbax steps: parameters, optimizer state and data position
       metrics.jsonl       one JSON object per logged step
-      tensorboard/        TensorBoard event files of the same metrics
+      events.out.tfevents.*  TensorBoard event files of the same metrics (at the top, so that
+                          `tensorboard --logdir runs` names each run by its folder)
       train.log           the training output, when a sweep runs it
 
 A folder is a training run when it holds ``config.json``.
@@ -24,7 +25,6 @@ CONFIG = "config.json"
 CODE_VERSION = "code_version.json"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
-TENSORBOARD = "tensorboard"
 LOG = "train.log"
 
 
@@ -55,7 +55,8 @@ class Workdir:
 
     @property
     def tensorboard(self) -> str:
-        return os.path.join(self.path, TENSORBOARD)
+        """The folder of the TensorBoard event files: the workdir itself."""
+        return self.path
 
     @property
     def log(self) -> str:

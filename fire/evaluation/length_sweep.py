@@ -4,7 +4,8 @@
 ``fire.evaluation.scoring.score_length``, reuses rows that earlier sweeps into the same folder
 computed (``cache.jsonl``, keyed by :func:`row_key`: the run, its checkpoint and config, the
 length and the whole protocol) and rewrites the results after every length, so an
-interrupted sweep loses at most the length in flight.
+interrupted sweep loses at most the length in flight. The results folder grows: rows of
+other runs, lengths or protocols that an earlier sweep wrote there stay in the report.
 """
 
 import hashlib
@@ -144,6 +145,7 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
     cache = Cache(output_dir)
     rows, biases = [], {}
     protocol_key = settings.protocol.key()
+    earlier = kept_rows(report.read_results(output_dir), plan, protocol_key)
     for i, (run, L) in enumerate(plan, 1):
         w = windows_for(run, L)
         identity = dict(run_path=run.path, step=run.step, config_hash=config_hash(run), eval_len=L,
@@ -158,7 +160,7 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
         try:
             if not reused and row["loss"] is not None:  # n/a cells cost nothing to recompute
                 cache.add(row)
-            report.write_results(output_dir, rows)
+            report.write_results(output_dir, earlier + rows)
         except OSError as e:
             raise EvalError(
                 f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so far are in {cache.path}."
@@ -166,16 +168,37 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
         if i == len(plan) or plan[i][0] is not run:  # the run's last length
             if run.model_cfg.build_encoding().plot_bias and run.label not in biases:
                 queries = bias_queries(run, [L for r, L in plan if r is run])
+                curves, thresholds = encoding_bias(run, queries)
                 biases[run.label] = dict(
-                    train_len=run.config.train_len, queries=queries, curves=encoding_bias(run, queries)
+                    train_len=run.config.train_len, queries=queries, curves=curves, thresholds=thresholds
                 )
             run.release()
     try:
-        written = plots.write_plots(output_dir, rows, biases)
+        written = plots.write_plots(output_dir, earlier + rows, biases)
     except OSError as e:
         raise EvalError(f"could not write plots to {output_dir}: {e.strerror or e}.") from None
     log(f"Wrote {', '.join(['results.csv', 'results.json', 'results.md', *written])} to {output_dir}")
     return rows
+
+
+def _slot(run_path: str, label: str, eval_len: int, protocol_key) -> tuple:
+    return (run_path, label, eval_len, json.dumps(protocol_key, sort_keys=True))
+
+
+def kept_rows(earlier: list, plan: list, protocol_key: dict) -> list:
+    """The rows of an earlier report in the folder that this evaluation does not redo: the
+    results folder grows. A kept row whose label a new run now uses is told apart by folder."""
+    planned = {_slot(run.path, run.label, L, protocol_key) for run, L in plan}
+    planned |= {_slot(run.path, run.label, L, protocol_key["name"]) for run, L in plan}  # rows without a key
+    labels = {run.label: run.path for run, _ in plan}
+    kept = []
+    for r in earlier:
+        if _slot(r["run_path"], r["label"], r["eval_len"], r.get("protocol_key") or r["protocol"]) in planned:
+            continue
+        if labels.get(r["label"], r["run_path"]) != r["run_path"]:
+            r = {**r, "label": f"{r['label']} ({os.path.basename(r['run_path'])})"}
+        kept.append(r)
+    return kept
 
 
 def bias_queries(run: TrainedRun, lengths) -> list:

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 
 def write_plots(output_dir: str, rows: list, biases: dict) -> list:
@@ -55,6 +56,9 @@ def length_curve(rows: list) -> Figure:
         if at_train:
             ax.plot([train_len], at_train, marker="*", markersize=14, color=line.get_color())
     ax.set_xscale("log", base=2)
+    lengths = sorted({r["eval_len"] for r in rows})
+    ax.set_xticks(lengths, [str(L) for L in lengths])
+    ax.minorticks_off()
     ax.set_xlabel("evaluation length (tokens)")
     ax.set_ylabel("log-perplexity (nats per token)")
     ax.set_title(f"Length generalization ({rows[0]['protocol']}); star and dotted line: training length")
@@ -86,9 +90,10 @@ def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
             continue
         edges, loss = merge_bins(curve, min_tokens)
         centres = np.sqrt(np.maximum(edges[:-1], 0.5) * edges[1:])  # geometric, for the log axis
-        (line,) = ax.plot(centres, loss, label=f"{label} (window {row['eval_len']})")
+        (line,) = ax.plot(centres, loss, marker=".", label=f"{label} (window {row['eval_len']})")
         ax.axvline(row["train_len"], color=line.get_color(), linestyle=":", alpha=0.6)
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("position in the window (tokens)")
     ax.set_ylabel("mean loss (nats per token)")
     ax.set_title("Loss by position; dotted line: training length")
@@ -98,28 +103,35 @@ def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
 
 
 def fire_bias(biases: dict) -> Figure:
-    """``biases``: ``{label: {'train_len', 'queries', 'curves': {layer: [Q, H, W]}}}``."""
+    """``biases``: ``{label: {'train_len', 'queries', 'curves': {layer: [Q, H, W]},
+    'thresholds': {layer: L}}}``. The learned threshold L is a dashed line: query rows at or
+    below it depend on the distance alone."""
     panels = [
-        (label, layer, b["queries"], b["train_len"], curve)
+        (label, layer, b["queries"], b.get("thresholds", {}).get(layer), curve)
         for label, b in biases.items()
         for layer, curve in b["curves"].items()
     ]
     heads = max(p[4].shape[1] for p in panels)
     fig = Figure(figsize=(3 * heads, 2.4 * len(panels)))
     axes = np.atleast_2d(fig.subplots(len(panels), heads, squeeze=False, sharex=True))
-    for row, (label, layer, queries, train_len, curve) in enumerate(panels):
+    for row, (label, layer, queries, threshold, curve) in enumerate(panels):
         for h in range(heads):
             ax = axes[row, h]
             for q, bias_W in zip(queries, curve[:, h]):
                 ax.plot(np.arange(len(bias_W)), bias_W, label=f"i = {q}")
+            if threshold is not None:
+                ax.axvline(threshold, color="gray", linestyle="--", linewidth=1, label=f"L = {threshold:.0f}")
             ax.set_xscale("symlog", linthresh=1)
+            ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.grid(alpha=0.3)
-            ax.set_title(f"{label} {layer} head {h}", fontsize="small")
+            named = "" if threshold is None else f" (L = {threshold:.0f})"
+            ax.set_title(f"{label} {layer} head {h}{named}", fontsize="small")
             if h == 0:
                 ax.set_ylabel("bias")
             if row == len(panels) - 1:
                 ax.set_xlabel("distance i - j")
     axes[0, 0].legend(fontsize="x-small", title="query position", title_fontsize="x-small")
-    fig.suptitle("FIRE's learned bias by distance; below the threshold L it depends on distance only")
+    fig.suptitle("FIRE's learned bias by distance; for query positions up to the learned threshold L (dashed) "
+                 "it depends on distance only")  # fmt: skip
     fig.tight_layout()
     return fig

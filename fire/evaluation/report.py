@@ -39,10 +39,26 @@ COLUMNS = CONTRACT + (
 
 
 def write_results(output_dir: str, rows: list):
+    """The three tables; paths (``run_path``) are written relative to the working directory."""
+    rows = [{**r, "run_path": os.path.relpath(r["run_path"])} if r.get("run_path") else r for r in rows]
     write_atomic(os.path.join(output_dir, "results.csv"), to_csv(rows))
     json_rows = ",\n".join(json.dumps(finite(r)) for r in rows)  # one row per line
     write_atomic(os.path.join(output_dir, "results.json"), f"[\n{json_rows}\n]\n")
     write_atomic(os.path.join(output_dir, "results.md"), to_markdown(rows))
+
+
+def read_results(output_dir: str) -> list:
+    """The rows of an earlier ``results.json`` in ``output_dir`` (paths made absolute again),
+    or [] if there is none or it cannot be read."""
+    path = os.path.join(output_dir, "results.json")
+    try:
+        with open(path) as f:
+            rows = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return [
+        {**r, "run_path": os.path.abspath(r["run_path"])} for r in rows if isinstance(r, dict) and r.get("run_path")
+    ]
 
 
 def write_atomic(path: str, text: str):
@@ -129,8 +145,19 @@ def _table(rows: list, value, best=min) -> list:
 
 
 def to_markdown(rows: list) -> str:
+    """The paper's layout; one section per protocol when the folder holds several."""
     if not rows:
         return "No results.\n"
+    protocols = list(dict.fromkeys(r["protocol"] for r in rows))
+    if len(protocols) > 1:
+        sections = [_markdown([r for r in rows if r["protocol"] == p]).replace("# Length generalization",
+                                                                              f"# Length generalization: {p}", 1)
+                    for p in protocols]  # fmt: skip
+        return "\n".join(sections)
+    return _markdown(rows)
+
+
+def _markdown(rows: list) -> str:
     lines = [
         "# Length generalization",
         "",
@@ -138,7 +165,8 @@ def to_markdown(rows: list) -> str:
         "",
         "## Log-perplexity (nats per token) by evaluation length",
         "",
-        "Rows are runs (`encoding@training length`); the best of each column is bold.",
+        "Rows are runs (`encoding@training length`, then options that differ from the encoding's defaults); "
+        "the best of each column is bold.",
         "",
         *_table(rows, lambda r: r["loss"]),
         "",

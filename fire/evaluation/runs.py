@@ -14,6 +14,7 @@ import numpy as np
 
 from fire import data as fire_data
 from fire.checkpoint import abstract_like, latest_step, restore_params
+from fire.encodings import encoding_options as default_options
 from fire.encodings import resolved_options
 from fire.errors import UserError
 from fire.model import ModelConfig, Transformer, abstract_params, count_params, encoding_scopes
@@ -34,6 +35,7 @@ class TrainedRun:
     tokenizer: object
     model_cfg: ModelConfig
     step: Optional[int]  # latest checkpoint; None if it has none
+    description: str = ""  # what the run is: describe(config) as trained
     variant: str = ""  # evaluation-time encoding options, as " [key=value, ...]"
     label: str = ""
     _params: Optional[dict] = None
@@ -85,6 +87,7 @@ def load_run(workdir: str, block_size: int = 0, encoding_options: Optional[Mappi
     if not paths.is_run():
         raise EvalError(f"{workdir} is not a training run: it has no {os.path.basename(paths.config)}.")
     config = paths.read_config()
+    description = describe(config)
     tokenizer = fire_data.get_tokenizer(config.data)
     trained = ModelConfig.from_run_config(config, tokenizer.vocab_size)
     model_cfg = trained
@@ -102,7 +105,7 @@ def load_run(workdir: str, block_size: int = 0, encoding_options: Optional[Mappi
         model_cfg = dataclasses.replace(model_cfg, block_size=block_size)
     return TrainedRun(
         workdir=os.path.normpath(workdir), path=paths.path, config=config, tokenizer=tokenizer,
-        model_cfg=model_cfg, step=latest_step(paths.path), variant=variant,
+        model_cfg=model_cfg, step=latest_step(paths.path), description=description, variant=variant,
     )  # fmt: skip
 
 
@@ -111,13 +114,17 @@ def _param_shapes(model_cfg: ModelConfig) -> dict:
 
 
 def expand_workdirs(patterns) -> list:
-    """Workdirs and globs of them (a glob keeps only training runs)."""
+    """Workdirs and globs of them; a glob keeps only training runs, and ``**`` matches any
+    depth (``runs/**`` finds ``runs/tiny_128/fire``)."""
     workdirs = []
     for pattern in patterns:
         if glob.has_magic(pattern):
-            found = sorted(p for p in glob.glob(pattern) if Workdir(p).is_run())
+            found = sorted(p for p in glob.glob(pattern, recursive=True) if Workdir(p).is_run())
             if not found:
-                raise EvalError(f"--workdir={pattern} matches no training run (a folder holding a run config).")
+                raise EvalError(
+                    f"--workdir={pattern} matches no training run (a folder holding a run config); "
+                    f"'**' matches folders at any depth, e.g. --workdir='runs/**'."
+                )
             workdirs += found
         else:
             workdirs.append(pattern)
@@ -125,14 +132,27 @@ def expand_workdirs(patterns) -> list:
     return [w for w in workdirs if unique.get(os.path.abspath(w)) is w]
 
 
+def describe(config) -> str:
+    """A run's label: ``pe@train_len``, then the encoding options that differ from the
+    encoding's defaults (an option whose default 0 stands for the training length counts as
+    default at that value), e.g. ``fire@128 (interpolate=False)``."""
+    defaults = default_options(config.pe)
+    changed = [
+        f"{k}={v}"
+        for k, v in sorted(config.encoding.items())
+        if k in defaults and v != defaults[k] and not (defaults[k] == 0 and v == config.train_len)
+    ]
+    return f"{config.pe}@{config.train_len}" + (f" ({', '.join(changed)})" if changed else "")
+
+
 def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True, encoding_options=None) -> list:
     """Every run, checked before any compute: a checkpoint each, one tokenizer for all;
-    labelled ``pe@train_len`` (and the folder where that is ambiguous)."""
+    labelled by :func:`describe` (and the folder where that is ambiguous)."""
     runs = [load_run(w, block_size, encoding_options) for w in expand_workdirs(patterns)]
     if not runs:
         raise EvalError("no --workdir given.")
     check_runs(runs, need_checkpoints)
-    labels = [f"{r.config.pe}@{r.config.train_len}" for r in runs]
+    labels = [r.description for r in runs]
     for run, label in zip(runs, labels):
         # Runs that share encoding and length (seeds, ablations) are told apart by folder.
         run.label = (label if labels.count(label) == 1 else f"{label} ({os.path.basename(run.path)})") + run.variant
@@ -156,20 +176,21 @@ def check_runs(runs: list, need_checkpoints: bool = True) -> None:
         )
 
 
-def encoding_bias(run: TrainedRun, query_positions) -> dict:
+def encoding_bias(run: TrainedRun, query_positions) -> tuple:
     """The additive bias of each layer's encoding for the given queries against every key
     at or before them: ``{layer: float32 [n_queries, H, max_query + 1]}`` by distance
-    ``i - j = 0 .. i``, NaN past the query. Empty for encodings without a bias."""
+    ``i - j = 0 .. i``, NaN past the query; and each layer's learned threshold ``{layer: L}``
+    where the encoding has one (FIRE). Both empty for encodings without a bias."""
     enc = run.model_cfg.build_encoding()
     if not enc.additive:
-        return {}
+        return {}, {}
     width = max(query_positions) + 1
 
     def bias_1xHx1xK(module, i):
         q_pos, k_pos = jnp.array([[i]], jnp.int32), jnp.arange(i + 1, dtype=jnp.int32)[None]
         return module.bias_fn(i + 1)(q_pos, k_pos)
 
-    curves = {}
+    curves, thresholds = {}, {}
     for layer, enc_params in encoding_scopes(run.params()).items():
         rows = []
         for i in query_positions:
@@ -178,4 +199,7 @@ def encoding_bias(run: TrainedRun, query_positions) -> dict:
             row[:, : i + 1] = np.asarray(bias)[0, :, 0, ::-1]
             rows.append(row)
         curves[layer] = np.stack(rows)
-    return curves
+        summary = enc.apply({"params": enc_params}, method=lambda m: m.summary())
+        if "L" in summary:
+            thresholds[layer] = float(summary["L"])
+    return curves, thresholds
