@@ -2,7 +2,7 @@
 
 Resume precedence: (1) the workdir's latest checkpoint (parameters, optimizer state, step
 and data position); (2) else ``init_from`` (another run's weights only); (3) else a fresh
-initialisation from ``seed``.
+initialisation from ``seed``. The data order follows ``data_seed`` (-1: ``seed``).
 """
 
 import dataclasses
@@ -38,6 +38,13 @@ RESUMABLE_CHANGES = (
     "num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "init_from", "mesh",
     "peak_flops", "data.num_workers", "data.data_dir",
 )  # fmt: skip
+# Keys added after runs were saved without them, with the value that reproduces those runs.
+ADDED_KEYS = {"data_seed": -1}
+
+
+def data_seed(config) -> int:
+    """The seed of the training stream's order."""
+    return config.seed if config.data_seed == -1 else config.data_seed
 
 
 def check_config(config, mesh) -> None:
@@ -65,6 +72,11 @@ def check_config(config, mesh) -> None:
         )
     if config.num_steps < 1:
         raise ConfigError(f"num_steps must be positive, got {config.num_steps}.")
+    if config.seed < 0 or config.data_seed < -1:
+        raise ConfigError(
+            f"seed must be >= 0 and data_seed >= 0 or -1 (the same as seed), got seed {config.seed} and "
+            f"data_seed {config.data_seed}."
+        )
 
 
 def _flatten(d, prefix=""):
@@ -82,7 +94,7 @@ def check_workdir(config, workdir: str) -> None:
     paths = Workdir(workdir)
     if not paths.is_run():
         return
-    saved = _flatten(paths.read_config_dict())
+    saved = {**ADDED_KEYS, **_flatten(paths.read_config_dict())}
     current = _flatten(json.loads(config.to_json_best_effort()))
     changed = sorted(
         (k for k in current if saved.get(k) != current[k] and not k.startswith(RESUMABLE_CHANGES)),
@@ -282,7 +294,7 @@ def train(config, workdir: str) -> dict:
         run.tokenizer,
         config.train_len,
         config.batch_size,
-        config.seed,
+        data_seed(config),
         jax.process_index(),
         jax.process_count(),
     )
