@@ -69,7 +69,8 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
     batch, lr = OPTIMISATION[size]
 
     c = ml_collections.ConfigDict()
-    c.seed = 0
+    c.seed = 0  # model initialisation (and the data order unless data_seed is set)
+    c.data_seed = -1  # the training stream's order and randomized positions; -1: the same as seed
     c.pe = pe
     c.size = size
     c.train_len = train_len
@@ -84,6 +85,10 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
 
     c.batch_size = batch  # global, in sequences of train_len tokens
     c.grad_accum_steps = 1  # micro-batches per step; batch_size must divide by it
+    # Randomized positions (Ruoss et al. 2023; fire/training/positions.py): each training
+    # window's position ids are a sorted random sample of train_len ids from [0, max_position)
+    # instead of 0..train_len-1. max_position 0: 16 x train_len. Evaluation is unaffected.
+    c.train_positions = dict(randomize=False, max_position=0)
     c.num_steps = 2000
     c.optimizer = dict(
         lr=lr, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,

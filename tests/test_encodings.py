@@ -12,6 +12,7 @@ from fire.encodings import NAMES, LengthError, UnknownEncodingError, alibi_slope
 from fire.encodings.absolute import sinusoid_table
 from fire.encodings.kerple import inverse_softplus
 from fire.encodings.rotary import rope_inv_freq, rotate, yarn_inv_freq, yarn_temperature
+from fire.errors import ConfigError
 
 H = 4
 
@@ -276,6 +277,38 @@ def test_fire_bias_is_the_mlp_of_its_input():
     h = np.maximum(h @ p["kernel_1"] + p["bias_1"], 0)
     out = h @ p["kernel_2"] + p["bias_2"]
     assert np.allclose(bias(enc, params, grid(20), grid(20))[0], out.transpose(2, 0, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("threshold", [True, False])
+def test_fire_normalizer_cap_above_every_position_is_plain_fire(threshold):
+    enc, params = _fire(threshold=threshold)
+    capped = make_encoding("fire", threshold=threshold, normalizer_cap=100.0)
+    np.testing.assert_array_equal(bias(capped, params, grid(100), grid(100)), bias(enc, params, grid(100), grid(100)))
+
+
+@pytest.mark.parametrize("threshold", [True, False])
+def test_fire_normalizer_cap_makes_rows_past_it_depend_on_distance_only(threshold):
+    T, cap = 64, 32
+    enc, params = _fire(L0=8.0, threshold=threshold)  # the threshold (8) is below the cap
+    plain = bias(enc, params, grid(T), grid(T))[0]
+    b = bias(make_encoding("fire", L0=8.0, threshold=threshold, normalizer_cap=float(cap)), params, grid(T), grid(T))[0]
+    for i in range(cap, T):
+        d = np.arange(cap + 1)
+        np.testing.assert_allclose(b[:, i, i - d], b[:, cap, cap - d], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(b[:, :cap], plain[:, :cap])
+    assert not np.allclose(b[:, T - 1], plain[:, T - 1])  # plain FIRE keeps interpolating there
+
+
+def test_fire_normalizer_cap_gradients_are_finite_and_bad_caps_refused():
+    for L0 in (8.0, 64.0):  # the cap above and below the threshold
+        enc, params = _fire(L0=L0, normalizer_cap=32.0)
+        loss = lambda p: jnp.sum(enc.apply({"params": p}, method=lambda m: m.bias_fn(64)(grid(64), grid(64))))
+        grads = jax.grad(loss)(params)
+        assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+    with pytest.raises(ConfigError, match="normalizer_cap must be >= 0"):
+        make_encoding("fire", normalizer_cap=-1.0)
+    with pytest.raises(ConfigError, match="set interpolate=True"):
+        make_encoding("fire", normalizer_cap=64.0, interpolate=False)
 
 
 # ------------------------------------------------ FIRE represents T5, ALiBi and KERPLE

@@ -1,7 +1,8 @@
 """Position encodings by name, behind one registry.
 
 ``build_encoding(name, options, ...)`` returns an unbound Flax module implementing the
-hooks of :class:`fire.encodings.base.PositionEncoding`. ``options`` are the module's own
+hooks of :class:`fire.encodings.base.PositionEncoding`, after its ``check`` against the run
+(training length and largest training position id). ``options`` are the module's own
 fields (e.g. FIRE's ``mlp_width`` or ``log_transform``); unknown ones fail loudly.
 
 To add an encoding: write a ``PositionEncoding`` subclass in a module of its own (its
@@ -107,18 +108,20 @@ def build_encoding(
     head_dim: int,
     d_model: int,
     train_len: int,
+    max_position: Optional[int] = None,
     module_name: Optional[str] = None,
 ) -> PositionEncoding:
-    """The encoding's module, checked against the run (``cls.check``).
+    """The encoding's module, checked against the run (``cls.check``). ``max_position`` is the
+    exclusive upper bound of the position ids the run trains with; None: ``train_len``.
 
     Raises:
       UnknownEncodingError: an unknown name or option.
       ConfigError: options the run cannot honour (e.g. a ``learned`` table shorter than
-        ``train_len``).
+        ``train_len`` or ``max_position``).
     """
     cls = encoding_class(name)
     options = resolved_options(name, options)
-    cls.check(options, train_len)
+    cls.check(options, train_len, train_len if max_position is None else max_position)
     return cls(
         num_heads=num_heads, head_dim=head_dim, d_model=d_model, train_len=train_len, **options, name=module_name
     )

@@ -17,12 +17,19 @@ class Learned(PositionEncoding):
     init_std: float = 0.5  # token embeddings start at std 1 (GPT-2's 2:1 ratio)
 
     @classmethod
-    def check(cls, options, train_len):
+    def check(cls, options, train_len, max_position):
         max_len = options.get("max_len", 0)
         if 0 < max_len < train_len:
             raise ConfigError(
                 f"pe=learned has max_len {max_len} < train_len {train_len}: "
                 f"it cannot represent its own training windows."
+            )
+        table = max_len or train_len
+        if table < max_position:
+            raise ConfigError(
+                f"pe=learned has a table of {table} positions, but training uses position ids up to "
+                f"{max_position - 1} (train_positions.randomize); set --config.encoding.max_len to at least "
+                f"{max_position}."
             )
 
     @classmethod
@@ -51,6 +58,9 @@ class Learned(PositionEncoding):
         )
 
     def embed(self, positions_BxT, seq_len):
+        """Rows of the table, ``BxTxD``. Ids must be ``< table_len``: traced ids cannot be
+        checked, and ``jnp.take`` returns NaN rows past the table. Training is covered by
+        :meth:`check` (``max_position``), evaluation windows by :meth:`check_length`."""
         self.check_length({"max_len": self.max_len}, self.train_len, seq_len)
         return jnp.take(self.table, positions_BxT, axis=0)
 

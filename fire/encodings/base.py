@@ -88,9 +88,11 @@ class PositionEncoding(nn.Module):
     plot_bias: ClassVar[bool] = False
 
     @classmethod
-    def check(cls, options: Mapping, train_len: int) -> None:
+    def check(cls, options: Mapping, train_len: int, max_position: int) -> None:
         """Raises :class:`fire.errors.ConfigError` if ``options`` cannot serve a run trained
-        at ``train_len``. Called whenever the encoding is built."""
+        at ``train_len`` with position ids in ``[0, max_position)`` (``train_len`` normally; more
+        with randomized positions, ``fire.training.positions``). Called whenever the encoding
+        is built."""
 
     @classmethod
     def max_length(cls, options: Mapping, train_len: int) -> Optional[int]:

@@ -15,6 +15,14 @@ the paper's listing. Each piece is an ablation flag:
 
 ``FIRE`` has its own parameters in every layer; ``FIRE-S`` (``shared=True``) is one module
 for all layers, whose bias the model computes once per forward.
+
+``normalizer_cap`` (0: off) is beyond the paper: it caps the normaliser's reference,
+``psi(min(max(L, i), cap))`` (``psi(min(i, cap))`` with ``threshold=False``), so rows past the
+cap depend on the distance alone, as rows below ``L`` do, and inputs of distances past the cap
+exceed 1. It adds no parameters, so it can be set at training time or only at evaluation on
+weights trained without it. Why: an independent check found the same trained FIRE weights,
+evaluated with the cap at the training length, stay flat to 16x the training length, where
+plain FIRE degrades.
 """
 
 from typing import Optional
@@ -24,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from fire.encodings.base import BiasFn, PositionEncoding, heads_first, relative_distance
+from fire.errors import ConfigError
 
 
 class FIRE(PositionEncoding):
@@ -43,6 +52,15 @@ class FIRE(PositionEncoding):
     interpolate: bool = True
     eps: float = 1e-6
     shared: bool = False
+    normalizer_cap: float = 0.0  # cap on the normaliser's reference position; 0: off (see the module docstring)
+
+    @classmethod
+    def check(cls, options, train_len, max_position):
+        cap = options.get("normalizer_cap", 0.0)
+        if cap < 0:
+            raise ConfigError(f"FIRE normalizer_cap must be >= 0 (0: off), got {cap}.")
+        if cap and not options.get("interpolate", True):
+            raise ConfigError("FIRE normalizer_cap caps the interpolation's normaliser: set interpolate=True or cap 0.")
 
     def setup(self):
         self.c = self.param("c", nn.initializers.constant(self.init_c), ())
@@ -83,6 +101,8 @@ class FIRE(PositionEncoding):
                 return x
             i = q_pos.astype(jnp.float32)
             reference = jnp.maximum(i, L) if self.threshold else i
+            if self.normalizer_cap:
+                reference = jnp.minimum(reference, self.normalizer_cap)
             normaliser = self.psi(reference, c) + self.eps
             return x / normaliser[:, :, None]
 

@@ -44,6 +44,9 @@ class ModelConfig:
     dtype: str = "float32"
     attention: str = "dense"  # default path; a call may choose another
     block_size: int = 512  # blockwise attention tile
+    # Exclusive bound of the training position ids, for the encoding's check (a `learned`
+    # table must hold them); 0: train_len. Randomized positions raise it.
+    max_position: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "pe_options", FrozenDict(self.pe_options))
@@ -99,5 +102,6 @@ class ModelConfig:
             head_dim=self.dim_per_head,
             d_model=self.d_model,
             train_len=self.train_len,
+            max_position=self.max_position or None,
             module_name=module_name,
         )

@@ -2,7 +2,8 @@
 
 Resume precedence: (1) the workdir's latest checkpoint (parameters, optimizer state, step
 and data position); (2) else ``init_from`` (another run's weights only); (3) else a fresh
-initialisation from ``seed``.
+initialisation from ``seed``. The data order and randomized positions (``train_positions``)
+follow ``data_seed`` (-1: ``seed``).
 """
 
 import dataclasses
@@ -28,6 +29,7 @@ from fire.data import Protocol
 from fire.errors import ConfigError, NonFiniteLossError
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn, padded_batches
 from fire.model import ModelConfig, Transformer, encoding_summary, token_nll, train_flops_per_token
+from fire.training import positions
 from fire.training.metrics import MetricsWriter, Progress, log
 from fire.training.optim import learning_rate_schedule, make_optimizer
 from fire.training.sharding import RULES, batch_sharding, data_parallel_size, make_mesh
@@ -39,6 +41,13 @@ RESUMABLE_CHANGES = (
     "num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "init_from", "mesh",
     "peak_flops", "data.num_workers", "data.data_dir",
 )  # fmt: skip
+# Keys added after runs were saved without them, with the value that reproduces those runs.
+ADDED_KEYS = {"data_seed": -1, "train_positions.randomize": False, "train_positions.max_position": 0}
+
+
+def data_seed(config) -> int:
+    """The seed of the training stream's order and randomized positions."""
+    return config.seed if config.data_seed == -1 else config.data_seed
 
 
 def check_config(config, mesh) -> None:
@@ -66,6 +75,12 @@ def check_config(config, mesh) -> None:
         )
     if config.num_steps < 1:
         raise ConfigError(f"num_steps must be positive, got {config.num_steps}.")
+    if config.seed < 0 or config.data_seed < -1:
+        raise ConfigError(
+            f"seed must be >= 0 and data_seed >= 0 or -1 (the same as seed), got seed {config.seed} and "
+            f"data_seed {config.data_seed}."
+        )
+    positions.max_position(config)
 
 
 def _flatten(d, prefix=""):
@@ -83,7 +98,7 @@ def check_workdir(config, workdir: str) -> None:
     paths = Workdir(workdir)
     if not paths.is_run():
         return
-    saved = _flatten(paths.read_config_dict())
+    saved = {**ADDED_KEYS, **_flatten(paths.read_config_dict())}
     current = _flatten(json.loads(config.to_json_best_effort()))
     # A field added after the run started ran with its behaviour-preserving default.
     defaults = _flatten(json.loads(from_axes(f"pe={config.pe}").to_json_best_effort()))
@@ -140,7 +155,9 @@ def build(config) -> TrainingSetup:
     mesh = make_mesh(config.mesh.to_dict())
     check_config(config, mesh)
     tokenizer = fire_data.get_tokenizer(config.data)
-    model_cfg = ModelConfig.from_run_config(config, tokenizer.vocab_size)
+    model_cfg = dataclasses.replace(
+        ModelConfig.from_run_config(config, tokenizer.vocab_size), max_position=positions.max_position(config)
+    )
     model_cfg.build_encoding()  # unknown or impossible encoding options fail here, before compute
     model = Transformer(model_cfg)
     tx = make_optimizer(config.optimizer, config.num_steps)
@@ -158,16 +175,22 @@ def build(config) -> TrainingSetup:
 
     accum = config.grad_accum_steps
     data_spec = PartitionSpec(("data", "fsdp"))
+    randomize, seed, max_position = config.train_positions.randomize, data_seed(config), model_cfg.max_position
 
-    def loss_fn(params, inputs_BxT, targets_BxT):
-        logits = model.apply({"params": params}, inputs_BxT)
+    def loss_fn(params, inputs_BxT, targets_BxT, positions_BxT=None):
+        logits = model.apply({"params": params}, inputs_BxT, positions_BxT)
         return token_nll(logits, targets_BxT).mean()
 
     def train_step(state, batch):
         params = state["params"]
         grad_fn = jax.value_and_grad(loss_fn)
+        micro_batch = (batch["inputs"], batch["targets"])
+        if randomize:
+            B, T = batch["inputs"].shape
+            positions_BxT = positions.random_positions(seed, state["step"], jnp.arange(B), T, max_position)
+            micro_batch += (jax.lax.with_sharding_constraint(positions_BxT, NamedSharding(mesh, data_spec)),)
         if accum == 1:
-            loss, grads = grad_fn(params, batch["inputs"], batch["targets"])
+            loss, grads = grad_fn(params, *micro_batch)
         else:
             # Micro-batch k takes rows k, k + accum, ...: each device keeps its own rows.
             def split(x_BxT):
@@ -179,7 +202,7 @@ def build(config) -> TrainingSetup:
                 return jax.tree_util.tree_map(jnp.add, carry, (loss, grads)), None
 
             zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
-            (loss, grads), _ = jax.lax.scan(micro_step, zeros, (split(batch["inputs"]), split(batch["targets"])))
+            (loss, grads), _ = jax.lax.scan(micro_step, zeros, tuple(split(x) for x in micro_batch))
             loss, grads = jax.tree_util.tree_map(lambda x: x / accum, (loss, grads))
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
@@ -286,7 +309,7 @@ def train(config, workdir: str) -> dict:
         run.tokenizer,
         config.train_len,
         config.batch_size,
-        config.seed,
+        data_seed(config),
         jax.process_index(),
         jax.process_count(),
     )
