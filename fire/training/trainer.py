@@ -41,8 +41,6 @@ RESUMABLE_CHANGES = (
     "num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "init_from", "mesh",
     "peak_flops", "data.num_workers", "data.data_dir",
 )  # fmt: skip
-# Keys added after runs were saved without them, with the value that reproduces those runs.
-ADDED_KEYS = {"data_seed": -1, "train_positions.randomize": False, "train_positions.max_position": 0}
 
 
 def data_seed(config) -> int:
@@ -98,7 +96,7 @@ def check_workdir(config, workdir: str) -> None:
     paths = Workdir(workdir)
     if not paths.is_run():
         return
-    saved = {**ADDED_KEYS, **_flatten(paths.read_config_dict())}
+    saved = _flatten(paths.read_config_dict())
     current = _flatten(json.loads(config.to_json_best_effort()))
     # A field added after the run started ran with its behaviour-preserving default.
     defaults = _flatten(json.loads(from_axes(f"pe={config.pe}").to_json_best_effort()))
