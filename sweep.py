@@ -1,6 +1,7 @@
 """Run a sweep: train its runs, evaluate them at longer lengths, aggregate over seeds.
 
     python sweep.py --sweep=configs/sweeps/cpu_main.py --dry_run         # the runs, their status and cost
+    python sweep.py --sweep=configs/sweeps/paper.py --dry_run --memory --devices=8   # + memory per device
     python sweep.py --sweep=configs/sweeps/cpu_main.py                   # train what is missing, evaluate, aggregate
     python sweep.py --sweep=configs/sweeps/cpu_main.py --print_commands  # one train.py command per run
     python sweep.py --sweep=configs/sweeps/cpu_main.py --shard=3/8       # worker 3 of 8 trains its share
@@ -12,12 +13,17 @@ failed. Under a job array, SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT give the
 A sharded worker only trains; evaluation runs without --shard (or with --eval_only).
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
 
 flags.DEFINE_string("sweep", None, "The sweep config file, e.g. configs/sweeps/cpu_main.py.")
 flags.DEFINE_bool("dry_run", False, "List the runs with their status and cost; run nothing.")
+flags.DEFINE_bool("memory", False, "With --dry_run: compile each run's train step and print its memory per device.")
+flags.DEFINE_integer(
+    "devices", 0, "With --memory on a CPU: plan for this many devices (fake CPU devices; the config's mesh fills them)."
+)
 flags.DEFINE_bool("print_commands", False, "Print one train.py command per run (of the shard); run nothing.")
 flags.DEFINE_string("shard", None, "I/N: train only worker I's share of N (default: all, or the SLURM array's).")
 flags.DEFINE_bool("eval_only", False, "Evaluate and aggregate the finished runs; train nothing.")
@@ -31,6 +37,10 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint it opens at INFO
+    if FLAGS.devices:  # before JAX starts
+        os.environ["XLA_FLAGS"] = (
+            f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={FLAGS.devices}"
+        )
 
     from fire.cli import report_user_errors
     from fire.sweeps import expand, load_sweep, parse_shard, runner, shard_of
@@ -42,7 +52,7 @@ def main(argv):
         index, count = parse_shard(FLAGS.shard)
         mine = shard_of(specs, index, count)
         if FLAGS.dry_run:
-            return runner.dry_run(mine, log)
+            return runner.dry_run(mine, log, memory=FLAGS.memory)
         if FLAGS.print_commands:
             for spec in mine:
                 print(spec.shell_command())

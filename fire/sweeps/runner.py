@@ -23,7 +23,8 @@ from fire.evaluation.runs import EvalError, check_runs, load_run
 from fire.model import ModelConfig, abstract_params, count_params, train_flops_per_token
 from fire.sweeps import aggregate
 from fire.sweeps.spec import RunSpec, SweepError, eval_settings, named_pairs, run_config
-from fire.utils import format_count, format_duration
+from fire.training.trainer import build, compile_step
+from fire.utils import format_bytes, format_count, format_duration
 from fire.workdir import Workdir
 
 MARKER = "sweep.json"  # in the results folder: which sweep it belongs to
@@ -47,6 +48,17 @@ def estimate(spec: RunSpec) -> Cost:
     cfg = ModelConfig.from_run_config(config, vocab_size)
     tokens = config.num_steps * config.batch_size * config.train_len
     return Cost(count_params(abstract_params(cfg)), tokens, train_flops_per_token(cfg, config.train_len) * tokens)
+
+
+def compiled_memory(spec: RunSpec) -> dict:
+    """The train step compiled for the run's shapes on this process's devices (its mesh
+    from the config): XLA's plan per device in bytes, nothing allocated, no data read."""
+    config = run_config(spec)
+    vocab_size = config.data.spm_vocab_size if config.data.tokenizer == "sentencepiece" else BYTES_VOCAB
+    setup = build(config, vocab_size=vocab_size)
+    m = compile_step(setup).memory_analysis()
+    return dict(mesh=dict(setup.mesh.shape), arguments=m.argument_size_in_bytes, outputs=m.output_size_in_bytes,
+                temporaries=m.temp_size_in_bytes)  # fmt: skip
 
 
 def status(spec: RunSpec) -> str:
@@ -138,14 +150,20 @@ def evaluate_runs(sweep, specs: list, log: Callable = print) -> list:
     return table
 
 
-def dry_run(specs: list, log: Callable = print) -> None:
-    """Lists the runs with their status and cost."""
+def dry_run(specs: list, log: Callable = print, memory: bool = False) -> None:
+    """Lists the runs with their status and cost; with ``memory``, also the train step's
+    compiled memory per device for the mesh the devices form."""
     tokens = flops = 0
     for k, spec in enumerate(specs, 1):
         cost = estimate(spec)
         tokens, flops = tokens + cost.tokens, flops + cost.flops
-        log(f"[{k}/{len(specs)}] {spec.name} | {status(spec)} | {format_count(cost.n_params)} params | "
-            f"{format_count(cost.tokens)} tokens | {cost.flops:.2e} FLOP")  # fmt: skip
+        line = (f"[{k}/{len(specs)}] {spec.name} | {status(spec)} | {format_count(cost.n_params)} params | "
+                f"{format_count(cost.tokens)} tokens | {cost.flops:.2e} FLOP")  # fmt: skip
+        if memory:
+            m = compiled_memory(spec)
+            line += (f" | mesh {m['mesh']}: per device {format_bytes(m['arguments'])} arguments, "
+                     f"{format_bytes(m['temporaries'])} temporaries")  # fmt: skip
+        log(line)
     log(f"total: {len(specs)} runs, {format_count(tokens)} tokens, {flops:.2e} FLOP")
 
 

@@ -11,6 +11,7 @@ import json
 import math
 import signal
 import time
+from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -149,12 +150,15 @@ class TrainingSetup:
     score_step: object  # fire.evaluation.scoring's score function, jitted on the mesh
 
 
-def build(config) -> TrainingSetup:
+def build(config, vocab_size: Optional[int] = None) -> TrainingSetup:
+    """The mesh, model, sharded state and jitted steps of ``config``. ``vocab_size`` plans
+    without the data: no tokenizer is built (``tokenizer`` is then None)."""
     mesh = make_mesh(config.mesh.to_dict())
     check_config(config, mesh)
-    tokenizer = fire_data.get_tokenizer(config.data)
+    tokenizer = None if vocab_size else fire_data.get_tokenizer(config.data)
     model_cfg = dataclasses.replace(
-        ModelConfig.from_run_config(config, tokenizer.vocab_size), max_position=positions.max_position(config)
+        ModelConfig.from_run_config(config, vocab_size or tokenizer.vocab_size),
+        max_position=positions.max_position(config),
     )
     model_cfg.build_encoding()  # unknown or impossible encoding options fail here, before compute
     model = Transformer(model_cfg)
@@ -281,11 +285,16 @@ def initial_state(run: TrainingSetup, checkpointer: Checkpointer, iterator):
     return state
 
 
-def compile_step(run: TrainingSetup, state, batch):
-    """Compiles ahead of the loop and reports the step's memory."""
+def compile_step(run: TrainingSetup, state=None, batch=None):
+    """Compiles the train step ahead of the loop and reports its memory. Without ``state``
+    and ``batch`` it compiles for their shapes alone (a memory plan, nothing allocated)."""
     t0 = time.perf_counter()
+    if batch is None:
+        shape = (run.config.batch_size, run.config.train_len)
+        token = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding(run.mesh))
+        batch = {"inputs": token, "targets": token}
     with jax.set_mesh(run.mesh), nn.logical_axis_rules(RULES):
-        compiled = run.train_step.lower(state, batch).compile()
+        compiled = run.train_step.lower(run.abstract_state if state is None else state, batch).compile()
     memory = compiled.memory_analysis()
     if memory is not None:
         log(
