@@ -18,13 +18,21 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for mu
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 flags.DEFINE_bool("distributed", False, "Initialise jax.distributed with cluster auto-detection.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_bool("print_config", False, "Print every config key with its value and meaning, then exit.")
+flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.print_config:
+        from fire.config import explain
+
+        print(explain(FLAGS.config))
+        return
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required (where checkpoints, metrics and the config go).")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax and grain log every save at INFO
     import jax

@@ -125,3 +125,79 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
     c.eval_every = 15
     c.eval_tokens = 2048
     c.checkpoint_every = 10
+
+
+# What each key means, for `train.py --print_config` (encoding options: their class's field comments).
+HELP = {
+    "seed": "model initialisation (and the data order unless data_seed is set)",
+    "data_seed": "the training stream's order and randomized positions; -1: the same as seed",
+    "pe": "position encoding (an axis: configs/lm.py:pe=NAME)",
+    "size": "model size the model block was filled from (an axis)",
+    "train_len": "training window in tokens (an axis)",
+    "model.num_layers": "decoder blocks",
+    "model.d_model": "residual width",
+    "model.num_heads": "attention heads",
+    "model.d_ff": "MLP hidden width",
+    "model.head_dim": "width per head; 0: d_model / num_heads",
+    "model.tie_embeddings": "output layer shares the input embedding table",
+    "model.dtype": "compute dtype: float32 or bfloat16 (parameters stay float32)",
+    "model.attention": "attention path in training: dense or blockwise",
+    "model.block_size": "blockwise attention tile in tokens",
+    "model.vocab_multiple": "vocabulary padded to a multiple of this (0: no padding)",
+    "data.name": "shakespeare, text_dir, or a TFDS catalog name such as c4/en:3.1.0",
+    "data.path": "the folder of *.txt files for name=text_dir",
+    "data.data_dir": "prepared data; '': $FIRE_DATA_DIR or ~/.cache/fire_data (TFDS's own for catalog names)",
+    "data.train_split": "TFDS split string of the training data ('train[:10%]' works)",
+    "data.eval_split": "TFDS split string of the validation data",
+    "data.text_key": "the TFDS feature holding the document text",
+    "data.tokenizer": "bytes or sentencepiece",
+    "data.spm_model": "a SentencePiece model file; '': train one on train_split and cache it",
+    "data.spm_vocab_size": "vocabulary of a SentencePiece model trained here",
+    "data.num_workers": "grain worker processes for the training stream (0: threads only)",
+    "batch_size": "global batch in sequences of train_len tokens",
+    "grad_accum_steps": "micro-batches per step; batch_size must divide by it",
+    "train_positions.randomize": "randomized training positions (Ruoss et al. 2023)",
+    "train_positions.max_position": "their exclusive upper bound; 0: 16 x train_len",
+    "num_steps": "training steps",
+    "optimizer.lr": "peak learning rate (AdamW)",
+    "optimizer.warmup_steps": "linear warmup from 0",
+    "optimizer.schedule": "decay after warmup: cosine, linear or constant",
+    "optimizer.min_lr_ratio": "final learning rate as a fraction of the peak",
+    "optimizer.b1": "AdamW beta1",
+    "optimizer.b2": "AdamW beta2",
+    "optimizer.eps": "AdamW epsilon",
+    "optimizer.weight_decay": "decoupled weight decay (weight matrices only, not encodings)",
+    "optimizer.clip_norm": "global gradient-norm clip",
+    "log_every": "steps between progress lines and metrics",
+    "eval_every": "steps between validations at train_len; 0: only at the end",
+    "eval_tokens": "tokens scored per validation",
+    "checkpoint_every": "steps between checkpoints",
+    "keep_checkpoints": "checkpoints kept (the newest)",
+    "init_from": "a workdir to take weights from (weights only) when starting fresh",
+    "mesh.data": "data-parallel devices; -1: fill with what is left",
+    "mesh.fsdp": "devices sharding parameters and optimizer state along embed",
+    "mesh.tensor": "devices splitting heads, MLP and vocabulary",
+    "peak_flops": "per-device peak FLOP/s for MFU",
+}
+
+
+def explain(config: ml_collections.ConfigDict) -> str:
+    """Every key of ``config`` with its value and meaning, one per line, as
+    ``--config.KEY=VALUE`` would set it."""
+    from fire.encodings import encoding_class
+
+    encoding_help = encoding_class(config.pe).option_help()
+    lines = []
+
+    def walk(node, prefix=""):
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, ml_collections.ConfigDict):
+                walk(value, path + ".")
+                continue
+            meaning = HELP.get(path) or (encoding_help.get(key, "") if prefix == "encoding." else "")
+            lines.append((path, repr(value), meaning))
+
+    walk(config)
+    width = max(len(p) + len(v) + 3 for p, v, _ in lines)
+    return "\n".join(f"{f'{p} = {v}':<{width}}  # {m}" if m else f"{p} = {v}" for p, v, m in lines)

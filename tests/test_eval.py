@@ -249,3 +249,35 @@ def test_an_evaluation_variant_changes_options_not_parameters(runs):
     assert score_length(variant, w, FAST)["loss"] != score_length(plain, w, FAST)["loss"]
     with pytest.raises(EvalError, match="change the model's parameters"):
         load_run(runs["fire"], encoding_options={"mlp_width": 8})
+
+
+def test_labels_say_what_differs_from_the_encoding_defaults():
+    config = lm.get_config("pe=fire,train_len=128")
+    assert eval_runs.describe(config) == "fire@128"
+    config.unlock()
+    config.encoding.interpolate, config.encoding.L0 = False, 128.0  # L0 at the training length is its default
+    assert eval_runs.describe(config) == "fire@128 (interpolate=False)"
+
+
+def test_a_results_folder_grows_and_globs_reach_nested_runs(runs, tmp_path):
+    out = str(tmp_path / "out")
+    sweep([runs["fire"]], ["32"], FAST, out, log=lambda _: None)
+    sweep([runs["learned"]], ["32", "64"], FAST, out, log=lambda _: None)
+    table = read_csv(os.path.join(out, "results.csv"))
+    assert [(r["pe"], r["eval_len"]) for r in table] == [("fire", "32"), ("learned", "32"), ("learned", "64")]
+    assert not any(os.path.isabs(r["run_path"]) for r in table)  # relative to where the command ran
+    nested = tmp_path / "runs" / "tiny_64" / "fire"
+    shutil.copytree(runs["fire"], nested)
+    assert eval_runs.expand_workdirs([str(tmp_path / "runs" / "**")]) == [str(nested)]
+
+
+def test_print_config_lists_every_key_with_its_meaning():
+    result = subprocess.run([sys.executable, "train.py", "--config=configs/lm.py:pe=fire", "--print_config"],
+                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = dict(line.split(" = ", 1) for line in result.stdout.splitlines())
+    config = lm.get_config("pe=fire")
+    keys = [k for k, v in config.items() if not hasattr(v, "items")]
+    keys += [f"{b}.{k}" for b, v in config.items() if hasattr(v, "items") for k in v]
+    assert set(lines) == set(keys)
+    assert "# the threshold's scale" in lines["encoding.L0"] and "# peak learning rate" in lines["optimizer.lr"]

@@ -13,7 +13,7 @@ class Learned(PositionEncoding):
     ``max_len`` 0 means the training length.
     """
 
-    max_len: int = 0
+    max_len: int = 0  # positions in the table; 0: the training length
     init_std: float = 0.5  # token embeddings start at std 1 (GPT-2's 2:1 ratio)
 
     @classmethod
@@ -77,7 +77,7 @@ def sinusoid_table(positions_BxT, dim: int, base: float = 10000.0):
 class Sinusoidal(PositionEncoding):
     """Fixed sin/cos absolute embedding (Vaswani et al., 2017), base 10000."""
 
-    base: float = 10000.0
+    base: float = 10000.0  # wavelengths base^(2k/d)
 
     def embed(self, positions_BxT, seq_len):
         return sinusoid_table(positions_BxT, self.d_model, self.base)

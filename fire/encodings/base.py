@@ -88,6 +88,25 @@ class PositionEncoding(nn.Module):
     plot_bias: ClassVar[bool] = False
 
     @classmethod
+    def option_help(cls) -> dict:
+        """``{option: meaning}`` from the comments on the class's own option fields (and its
+        bases'): the comment next to a field is its documentation."""
+        import inspect
+        import re
+
+        meanings = {}
+        for klass in reversed(cls.__mro__):
+            if not (isinstance(klass, type) and issubclass(klass, PositionEncoding)):
+                continue
+            try:
+                source = inspect.getsource(klass)
+            except (OSError, TypeError):
+                continue
+            for name, meaning in re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", source, re.M):
+                meanings[name] = meaning.strip()
+        return meanings
+
+    @classmethod
     def check(cls, options: Mapping, train_len: int, max_position: int) -> None:
         """Raises :class:`fire.errors.ConfigError` if ``options`` cannot serve a run trained
         at ``train_len`` with position ids in ``[0, max_position)`` (``train_len`` normally; more

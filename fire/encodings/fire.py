@@ -39,19 +39,18 @@ class FIRE(PositionEncoding):
     additive = True
     plot_bias = True
 
-    mlp_width: int = 32
+    mlp_width: int = 32  # hidden width of f_theta
     mlp_depth: int = 1  # hidden layers; the paper's listing has one
-    init_c: float = 0.1
-    # The threshold's scale. 0: the training length. The paper's listing fixes 512 (the
-    # same for runs at 512); starting at the training length keeps short-length runs from
-    # being normalised by an L they never saw.
-    L0: float = 0.0
-    learn_L: bool = True
-    log_transform: bool = True
-    threshold: bool = True
-    interpolate: bool = True
-    eps: float = 1e-6
-    shared: bool = False
+    init_c: float = 0.1  # initial c of psi(t) = log(c t + 1)
+    # L0 = 0 starts the threshold at the training length (the listing fixes 512, the same for
+    # runs at 512), so short-length runs are not normalised by an L they never saw.
+    L0: float = 0.0  # the threshold's scale, L = |m| L0; 0: the training length (the listing: 512)
+    learn_L: bool = True  # learn the threshold's multiplier m (else L = L0)
+    log_transform: bool = True  # psi is the log transform (else the identity)
+    threshold: bool = True  # normalise by psi(max(L, i)) (else psi(i))
+    interpolate: bool = True  # divide by the normaliser (progressive interpolation)
+    eps: float = 1e-6  # added to the normaliser, as in the listing
+    shared: bool = False  # one module for all layers (FIRE-S)
     normalizer_cap: float = 0.0  # cap on the normaliser's reference position; 0: off (see the module docstring)
 
     @classmethod

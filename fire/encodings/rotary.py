@@ -41,7 +41,7 @@ def extension_ratio(seq_len: int, train_len: int, fixed: float) -> float:
 class RoPE(PositionEncoding):
     """Rotary position embedding (Su et al.), base 10000."""
 
-    base: float = 10000.0
+    base: float = 10000.0  # rotation frequencies base^(-2k/d_head)
 
     def rotary(self, seq_len: int) -> Optional[Rotation]:
         inv_freq = rope_inv_freq(self.head_dim, self.base)
@@ -56,8 +56,8 @@ class RoPEPI(PositionEncoding):
     fixed ``1 / scale`` when ``scale > 0``.
     """
 
-    base: float = 10000.0
-    scale: float = 0.0
+    base: float = 10000.0  # rotation frequencies base^(-2k/d_head)
+    scale: float = 0.0  # fixed interpolation factor s; 0: eval_len / train_len past training
 
     def rotary(self, seq_len: int) -> Optional[Rotation]:
         inv_freq = rope_inv_freq(self.head_dim, self.base)
@@ -100,10 +100,10 @@ class YaRN(PositionEncoding):
     ``s = seq_len / train_len`` (or a fixed ``scale``); at ``s = 1`` it is exactly RoPE.
     """
 
-    base: float = 10000.0
-    scale: float = 0.0
-    alpha: float = 1.0
-    beta: float = 32.0
+    base: float = 10000.0  # rotation frequencies base^(-2k/d_head)
+    scale: float = 0.0  # fixed interpolation factor s; 0: eval_len / train_len past training
+    alpha: float = 1.0  # pairs rotating fewer times than this over train_len interpolate
+    beta: float = 32.0  # pairs rotating more times than this keep their frequency
 
     def rotary(self, seq_len: int) -> Optional[Rotation]:
         s = extension_ratio(seq_len, self.train_len, self.scale)

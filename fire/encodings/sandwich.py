@@ -16,8 +16,8 @@ class Sandwich(PositionEncoding):
 
     additive = True
 
-    dim: int = 0
-    base: float = 10000.0
+    dim: int = 0  # sinusoid dimension d; 0: d_head
+    base: float = 10000.0  # wavelengths base^(2k/d)
 
     def bias_fn(self, seq_len):
         d = self.dim or self.head_dim

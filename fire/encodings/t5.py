@@ -25,9 +25,9 @@ class T5Bias(PositionEncoding):
 
     additive = True
 
-    num_buckets: int = 32
-    max_distance: int = 128
-    init_std: float = 0.02
+    num_buckets: int = 32  # causal buckets: exact below half of them, log-spaced above
+    max_distance: int = 128  # distances at and past this share the last bucket
+    init_std: float = 0.02  # initial table values ~ N(0, init_std^2)
 
     def setup(self):
         self.table = self.param(
