@@ -47,3 +47,15 @@ def write_corpus(root, docs_per_split=(("train", 12), ("validation", 3)), words_
         for d in range(n_docs):
             (root / split / f"doc{d}.txt").write_text(" ".join(rng.choice(WORDS, size=words_per_doc)))
     return root
+
+
+def final_params(config, workdir):
+    """The parameter leaves of a run's latest checkpoint."""
+    from fire.checkpoint import Checkpointer
+    from fire.training import build
+
+    run = build(config)
+    checkpointer = Checkpointer(workdir, keep=2)
+    state, _ = checkpointer.restore(checkpointer.latest_step(), run.abstract_state)
+    checkpointer.close()
+    return jax.tree_util.tree_leaves(jax.device_get(state["params"]))

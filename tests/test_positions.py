@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import write_corpus
+from helpers import final_params, write_corpus
 
 import fire.data.pipeline as pipeline
 from fire.checkpoint import Checkpointer
@@ -120,14 +120,6 @@ def test_randomized_training_runs(corpus, tmp_path, pe, overrides):
     assert np.isfinite(final["loss"]) and np.isfinite(final["eval_loss"])
 
 
-def _final_params(config, workdir):
-    run = build(config)
-    checkpointer = Checkpointer(workdir, keep=2)
-    state, _ = checkpointer.restore(checkpointer.latest_step(), run.abstract_state)
-    checkpointer.close()
-    return jax.tree_util.tree_leaves(jax.device_get(state["params"]))
-
-
 def test_a_resumed_randomized_run_reproduces_the_uninterrupted_one(corpus, tmp_path, monkeypatch):
     config = config_for(corpus, data_seed=7)
     train(config, str(tmp_path / "whole"))
@@ -146,7 +138,7 @@ def test_a_resumed_randomized_run_reproduces_the_uninterrupted_one(corpus, tmp_p
     assert checkpointer.latest_step() == 6
     checkpointer.close()
     train(config, str(tmp_path / "split"))
-    for a, b in zip(_final_params(config, str(tmp_path / "whole")), _final_params(config, str(tmp_path / "split"))):
+    for a, b in zip(final_params(config, str(tmp_path / "whole")), final_params(config, str(tmp_path / "split"))):
         np.testing.assert_array_equal(a, b)
 
 

@@ -7,15 +7,13 @@ import socket
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
-from helpers import write_corpus
+from helpers import final_params, write_corpus
 
 from configs import lm
-from fire.checkpoint import Checkpointer
 from fire.errors import ConfigError
-from fire.training import build, train
+from fire.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,14 +49,6 @@ def losses(workdir):
 
 def finalized_steps(workdir):
     return sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
-
-
-def final_params(config, workdir):
-    run = build(config)
-    checkpointer = Checkpointer(workdir, keep=2)
-    state, _ = checkpointer.restore(checkpointer.latest_step(), run.abstract_state)
-    checkpointer.close()
-    return jax.tree_util.tree_leaves(jax.device_get(state["params"]))
 
 
 @pytest.fixture(scope="module")
