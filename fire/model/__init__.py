@@ -1,4 +1,5 @@
-"""The decoder-only LM: its config, layers, the two attention paths and the loss.
+"""The decoder-only LM: its config, layers, the two attention paths and the loss; generation
+with a KV cache is ``fire.model.generate``.
 
 from fire.model import ModelConfig, Transformer
 """

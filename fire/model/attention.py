@@ -9,12 +9,15 @@
 The causal mask is by index in the sequence; the bias is by position id. The two are the
 same for ordinary inputs, and position ids may differ (offsets, randomized positions).
 Every additive bias goes on the *scaled* logits ``q.k / sqrt(d_head)``.
+
+Generation (``fire.model.generate``) adds a third use of the dense path: a decode step's
+query attends over a :class:`KVCache` of keys and values written by earlier steps.
 """
 
 import dataclasses
 import functools
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -34,17 +37,35 @@ CAUSAL_BIAS_MAX_TILES = 16
 _MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
 
 
-def dense_attention(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=None):
-    """Reference causal attention; softmax in float32."""
-    T, D = q_BxTxHxD.shape[1], q_BxTxHxD.shape[-1]
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxTxHxD, k_BxTxHxD, preferred_element_type=jnp.float32)
+class KVCache(NamedTuple):
+    """One layer's keys (rotated) and values, ``BxSxHxD``: slot ``j`` holds position ``j``."""
+
+    k: jnp.ndarray
+    v: jnp.ndarray
+
+
+def cache_positions(cache: Optional[KVCache]):
+    """The position of every slot of ``cache``, ``1xS`` int32 (None without a cache)."""
+    return None if cache is None else jnp.arange(cache.k.shape[1], dtype=jnp.int32)[None]
+
+
+def dense_attention(q_BxQxHxD, k_BxKxHxD, v_BxKxHxD, bias_BxHxQxK=None, q_index_Q=None):
+    """Reference causal attention; softmax in float32.
+
+    Query row ``i`` sees keys ``0 .. q_index_Q[i]`` (by index); the default ``0 .. Q-1`` is
+    ordinary causal attention with ``Q == K``. A decode step passes its slot in a cache.
+    """
+    Q, K, D = q_BxQxHxD.shape[1], k_BxKxHxD.shape[1], q_BxQxHxD.shape[-1]
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD, preferred_element_type=jnp.float32)
     logits = logits / math.sqrt(D)
-    if bias_BxHxTxT is not None:
-        logits = logits + bias_BxHxTxT
-    causal_TxT = jnp.tril(jnp.ones((T, T), bool))
-    logits = jnp.where(causal_TxT, logits, _MASKED)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxTxHxD.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxTxHxD, preferred_element_type=jnp.float32).astype(v_BxTxHxD.dtype)
+    if bias_BxHxQxK is not None:
+        logits = logits + bias_BxHxQxK
+    if q_index_Q is None:
+        q_index_Q = jnp.arange(Q)
+    causal_QxK = q_index_Q[:, None] >= jnp.arange(K)[None, :]
+    logits = jnp.where(causal_QxK, logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxKxHxD.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxKxHxD, preferred_element_type=jnp.float32).astype(v_BxKxHxD.dtype)
 
 
 def materialize(bias):
@@ -79,18 +100,25 @@ class PositionBias:
     per_tile: Optional[BiasFn] = None
 
 
-def position_bias(bias_fn: Optional[BiasFn], positions_BxT, impl: str) -> Optional[PositionBias]:
+def position_bias(
+    bias_fn: Optional[BiasFn], positions_BxT, impl: str, cache_positions_1xS=None
+) -> Optional[PositionBias]:
     """How a bias is computed, decided here and nowhere else.
 
     The model calls this once per forward for an encoding shared by all layers and once
     per layer otherwise. On the dense path the bias is computed right away over the causal
     triangle (:func:`causal_bias`, position batch 1 unless positions differ per example);
     on the blockwise path it is computed per tile inside the loop, so memory stays linear.
+    A decode step (``cache_positions_1xS``: its cache's slots) takes the dense path for
+    whatever ``impl``: its few query rows against every slot, ``BxHxTxS``, whose slots past
+    the query attention masks.
     """
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
     if bias_fn is None:
         return None
+    if cache_positions_1xS is not None:
+        return PositionBias(dense=materialize(bias_fn(positions_BxT, cache_positions_1xS)))
     if impl == "dense":
         return PositionBias(dense=causal_bias(bias_fn, positions_BxT))
     return PositionBias(per_tile=bias_fn)
@@ -188,6 +216,12 @@ class CausalSelfAttention(nn.Module):
     The encoding enters only through ``rotation`` (applied to q and k) and ``bias`` (from
     :func:`position_bias`, which also fixes the path: dense with a dense bias, blockwise
     with a per-tile one; ``impl`` picks the path when there is no bias).
+
+    Returns ``(out_BxTxD, KVCache)``: the keys (rotated) and values of these ``T`` tokens,
+    which a prefill keeps. Given a ``cache`` (decoding), they are written at slots
+    ``cache_index .. cache_index + T - 1`` (a traced int32 scalar), the queries attend over
+    the whole cache on the dense path with later slots masked, and the updated cache is
+    returned.
     """
 
     num_heads: int
@@ -205,6 +239,8 @@ class CausalSelfAttention(nn.Module):
         block_size: int = 512,
         rotation: Optional[Rotation] = None,
         bias: Optional[PositionBias] = None,
+        cache: Optional[KVCache] = None,
+        cache_index=None,
     ):
         d_model, H, D = x_BxTxD.shape[-1], self.num_heads, self.head_dim
         project_in = functools.partial(
@@ -216,7 +252,14 @@ class CausalSelfAttention(nn.Module):
             q, k = rotation.query(q, positions_BxT), rotation.key(k, positions_BxT)
         if bias is not None:
             impl = "dense" if bias.dense is not None else "blockwise"
-        if impl == "dense":
+        if cache is not None:  # a decode step: write this step's slots, attend over the whole cache
+            write = lambda slots, new: jax.lax.dynamic_update_slice_in_dim(
+                slots, new.astype(slots.dtype), cache_index, 1
+            )
+            k, v = write(cache.k, k), write(cache.v, v)
+            q_index_T = cache_index + jnp.arange(q.shape[1])
+            out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense, q_index_T)
+        elif impl == "dense":
             out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense)
         elif impl == "blockwise":
             out_BxTxHxD = blockwise_attention(
@@ -225,6 +268,5 @@ class CausalSelfAttention(nn.Module):
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
         out_std = self.out_init_scale / math.sqrt(H * D)
-        return Projection((H, D, d_model), ("heads", "kv", "embed"), out_std, n_in=2, dtype=self.dtype, name="out")(
-            out_BxTxHxD
-        )
+        out = Projection((H, D, d_model), ("heads", "kv", "embed"), out_std, n_in=2, dtype=self.dtype, name="out")
+        return out(out_BxTxHxD), KVCache(k, v)

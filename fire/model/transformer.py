@@ -3,6 +3,10 @@
 Parameters are float32 and carry logical axis names (``vocab``, ``embed``, ``mlp``,
 ``heads``, ``kv``) so a training loop can shard them by rules; compute runs in float32 or
 bfloat16 with float32 softmax, norms and logits.
+
+Besides the forward, :meth:`Transformer.prefill` and :meth:`Transformer.decode` are the two
+halves of generation with a KV cache (driven by ``fire.model.generate``); all three run
+the same blocks.
 """
 
 import math
@@ -12,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fire.model.attention import CausalSelfAttention, position_bias
+from fire.model.attention import CausalSelfAttention, KVCache, cache_positions, position_bias
 from fire.model.config import DTYPES, ModelConfig
 from fire.model.layers import Projection, partitioned_normal
 
@@ -61,25 +65,28 @@ class Block(nn.Module):
     def encoding(self):
         return self.shared_encoding if self.shared_encoding is not None else self.own_encoding
 
-    def __call__(self, x_BxTxD, positions_BxT, seq_len: int, impl: str, shared_bias=None):
+    def __call__(self, x_BxTxD, positions_BxT, seq_len: int, impl: str, shared_bias=None, cache=None, cache_index=None):
+        """``(x_BxTxD, KVCache)``; ``cache`` and ``cache_index`` decode (see CausalSelfAttention)."""
         dtype = DTYPES[self.cfg.dtype]
         enc = self.encoding
         bias = (
             shared_bias
             if self.shared_encoding is not None
-            else position_bias(enc.bias_fn(seq_len), positions_BxT, impl)
+            else position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache))
         )
-        h = self.attention(
+        h, kv = self.attention(
             self.attn_norm(x_BxTxD).astype(dtype),
             positions_BxT,
             impl=impl,
             block_size=self.cfg.block_size,
             rotation=enc.rotary(seq_len),
             bias=bias,
+            cache=cache,
+            cache_index=cache_index,
         )
         x_BxTxD = x_BxTxD + h.astype(jnp.float32)
         x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD).astype(dtype)).astype(jnp.float32)
-        return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed"))
+        return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed")), kv
 
 
 class Transformer(nn.Module):
@@ -117,21 +124,55 @@ class Transformer(nn.Module):
     def hidden(self, tokens_BxT, positions_BxT=None, *, seq_len=None, impl=None):
         """The final-normed hidden states ``BxTxD`` (float32)."""
         T = tokens_BxT.shape[1]
-        seq_len = seq_len or T
-        impl = impl or self.cfg.attention
         if positions_BxT is None:
             positions_BxT = jnp.arange(T, dtype=jnp.int32)[None]
+        return self._forward(tokens_BxT, positions_BxT, seq_len or T, impl or self.cfg.attention)[0]
+
+    def prefill(self, prompt_BxP, max_len: int, *, impl: Optional[str] = None):
+        """The start of generation: the ordinary forward over a prompt at positions ``0..P-1``.
+
+        Returns ``(logits_BxV, caches)``: the last position's logits and one
+        :class:`KVCache` per layer of ``max_len`` slots (``BxSxHxD``, S = max_len), the
+        prompt's keys (rotated) and values in slots ``0..P-1``, zeros after. The encodings
+        see ``seq_len = max_len``, the total length generation will reach.
+
+        Raises:
+          fire.encodings.LengthError: ``max_len`` is past what the encoding can model.
+        """
+        P = prompt_BxP.shape[1]
+        positions_1xP = jnp.arange(P, dtype=jnp.int32)[None]
+        hidden_BxPxD, kvs = self._forward(prompt_BxP, positions_1xP, max_len, impl or self.cfg.attention)
+        pad = lambda x: jnp.pad(x, [(0, 0), (0, max_len - P), (0, 0), (0, 0)])
+        return self.logits(hidden_BxPxD[:, -1]), tuple(KVCache(pad(kv.k), pad(kv.v)) for kv in kvs)
+
+    def decode(self, token_Bx1, index, caches):
+        """One step of generation: the token at position ``index`` (an int32 scalar, traced
+        or not) attends over cache slots ``0..index``, its own keys and values written at
+        slot ``index``. Returns ``(logits_BxV, caches)`` with the caches updated. The
+        encodings see ``seq_len`` = the caches' size, as in :meth:`prefill`; a position bias is
+        one row per step (per layer for per-layer encodings), never per example."""
+        positions_1x1 = jnp.reshape(index, (1, 1)).astype(jnp.int32)
+        seq_len = caches[0].k.shape[1]
+        hidden_Bx1xD, caches = self._forward(token_Bx1, positions_1x1, seq_len, "dense", caches, index)
+        return self.logits(hidden_Bx1xD[:, 0]), caches
+
+    def _forward(self, tokens_BxT, positions_BxT, seq_len: int, impl: str, caches=None, cache_index=None):
+        """Embedding, blocks and final norm: ``(hidden_BxTxD, per-layer KVCache)``."""
         x = self.embed(tokens_BxT).astype(jnp.float32)
         shared_bias = None
         if self.encoding is not None:
             absolute = self.encoding.embed(positions_BxT, seq_len)
             if absolute is not None:
                 x = x + absolute
-            shared_bias = position_bias(self.encoding.bias_fn(seq_len), positions_BxT, impl)  # once, for all layers
+            # Once, for all layers (a decode step's: one row against every cache slot).
+            slots_1xS = cache_positions(caches[0]) if caches else None
+            shared_bias = position_bias(self.encoding.bias_fn(seq_len), positions_BxT, impl, slots_1xS)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
-        for block in self.blocks:
-            x = block(x, positions_BxT, seq_len, impl, shared_bias)
-        return self.final_norm(x)
+        kvs = []
+        for block, cache in zip(self.blocks, caches or [None] * len(self.blocks)):
+            x, kv = block(x, positions_BxT, seq_len, impl, shared_bias, cache, cache_index)
+            kvs.append(kv)
+        return self.final_norm(x), tuple(kvs)
 
     def logits(self, hidden_BxTxD):
         if self.cfg.tie_embeddings:
