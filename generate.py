@@ -25,9 +25,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
 
-    from fire.cli import report_user_errors
+    from fire.cli import quiet_libraries, report_user_errors
     from fire.evaluation.generation import generate_text
     from fire.model.generate import Sampling
+
+    quiet_libraries()
 
     def run():
         sampling = Sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k)

@@ -16,7 +16,7 @@ A sharded worker only trains; evaluation runs without --shard (or with --eval_on
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 flags.DEFINE_string("sweep", None, "The sweep config file, e.g. configs/sweeps/cpu_main.py.")
 flags.DEFINE_bool("dry_run", False, "List the runs with their status and cost; run nothing.")
@@ -35,8 +35,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint it opens at INFO
+    from fire.cli import quiet_libraries
+
+    quiet_libraries()
     if FLAGS.devices:  # before JAX starts
         os.environ["XLA_FLAGS"] = (
             f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={FLAGS.devices}"

@@ -10,6 +10,15 @@ from fire.errors import UserError
 EXIT_USER_ERROR = 2
 
 
+def quiet_libraries() -> None:
+    """absl logging at WARNING unless ``--verbosity`` was given: orbax and grain log every
+    checkpoint they open or save at INFO."""
+    from absl import flags, logging
+
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def report_user_errors(main: Callable[[], object]):
     """Runs ``main()``; a :class:`~fire.errors.UserError` prints ``error: ...`` and exits 2."""
     try:
