@@ -15,7 +15,7 @@ An evaluation-time variant (encoding options that change no parameter) is a sepa
     python eval_length.py --workdir=runs/fire_512 --encoding_option=normalizer_cap=512 --output_dir=results/
 """
 
-from absl import app, flags
+from absl import flags
 
 from fire.data import PROTOCOLS, Protocol
 from fire.evaluation.scoring import Settings
@@ -25,7 +25,7 @@ flags.DEFINE_multi_string("workdir", None, "A training run's folder, or a quoted
 flags.DEFINE_list("lengths", [], "Evaluation lengths (default: each run's train_len x 1, 2, 4, 8, 16).")
 flags.DEFINE_enum("protocol", DEFAULT_PROTOCOL.name, PROTOCOLS, "How the validation split is cut into windows.")
 flags.DEFINE_integer(
-    "stride", DEFAULT_PROTOCOL.stride, "sliding protocol: tokens between window starts (0: length // 2)."
+    "stride", DEFAULT_PROTOCOL.stride, "sliding protocol: tokens between window starts (default: length // 2)."
 )
 flags.DEFINE_integer(
     "eval_tokens", DEFAULT_PROTOCOL.eval_tokens, "Tokens scored per length (whole windows, capped by the split)."
@@ -56,28 +56,28 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    from fire.cli import parse_options
+    from fire.evaluation import EvalError, sweep
+
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise EvalError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value).")
     if not FLAGS.dry_run and not FLAGS.output_dir:
-        raise app.UsageError("--output_dir is required (unless --dry_run).")
-
-    from fire.cli import parse_options, report_user_errors
-    from fire.evaluation import sweep
-
-    def run():
-        options = parse_options(FLAGS.encoding_option)
-        settings = Settings(
-            protocol=Protocol(FLAGS.protocol, eval_tokens=FLAGS.eval_tokens, stride=FLAGS.stride),
-            batch_tokens=FLAGS.batch_tokens,
-            attention=FLAGS.attention,
-            block_size=FLAGS.block_size,
-            memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
-        )
-        sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
-              log=lambda line: print(line, flush=True), encoding_options=options)  # fmt: skip
-
-    report_user_errors(run)
+        raise EvalError("--output_dir is required (unless --dry_run).")
+    if FLAGS["stride"].present and FLAGS.stride < 1:
+        raise EvalError(f"--stride must be at least 1, got {FLAGS.stride} (leave it out for half the length).")
+    options = parse_options(FLAGS.encoding_option)
+    settings = Settings(
+        protocol=Protocol(FLAGS.protocol, eval_tokens=FLAGS.eval_tokens, stride=FLAGS.stride),
+        batch_tokens=FLAGS.batch_tokens,
+        attention=FLAGS.attention,
+        block_size=FLAGS.block_size,
+        memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
+    )
+    sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
+          log=lambda line: print(line, flush=True), encoding_options=options)  # fmt: skip
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from fire.cli import run_app
+
+    run_app(main)

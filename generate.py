@@ -8,7 +8,7 @@ excluded) and the total length against the run's training length. ``--temperatur
 greedy; ``--attention`` picks the prompt's attention path (default: the run's).
 """
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("workdir", None, "A training run's folder.")
 flags.DEFINE_string("prompt", "", "Text to continue (empty: start a document).")
@@ -22,23 +22,19 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-
-    from fire.cli import quiet_libraries, report_user_errors
+    from fire.cli import fail
     from fire.evaluation.generation import generate_text
     from fire.model.generate import Sampling
 
-    quiet_libraries()
-
-    def run():
-        sampling = Sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k)
-        out = generate_text(FLAGS.workdir, FLAGS.prompt, FLAGS.max_new_tokens, sampling, FLAGS.seed, FLAGS.attention)
-        print(out.text, flush=True)
-        print(out.summary(), flush=True)
-
-    report_user_errors(run)
+    if len(argv) > 1:
+        fail(f"Unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value).")
+    sampling = Sampling(temperature=FLAGS.temperature, top_k=FLAGS.top_k)
+    out = generate_text(FLAGS.workdir, FLAGS.prompt, FLAGS.max_new_tokens, sampling, FLAGS.seed, FLAGS.attention)
+    print(out.text, flush=True)
+    print(out.summary(), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from fire.cli import run_app
+
+    run_app(main)

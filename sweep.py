@@ -16,7 +16,7 @@ A sharded worker only trains; evaluation runs without --shard (or with --eval_on
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 flags.DEFINE_string("sweep", None, "The sweep config file, e.g. configs/sweeps/cpu_main.py.")
 flags.DEFINE_bool("dry_run", False, "List the runs with their status and cost; run nothing.")
@@ -33,43 +33,42 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from fire.cli import quiet_libraries
+    from fire.sweeps import SweepError
 
-    quiet_libraries()
+    if len(argv) > 1:
+        raise SweepError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value).")
+    if FLAGS.devices < 0:
+        raise SweepError(f"--devices must be >= 0, got {FLAGS.devices}.")
     if FLAGS.devices:  # before JAX starts
         os.environ["XLA_FLAGS"] = (
             f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={FLAGS.devices}"
         )
 
-    from fire.cli import report_user_errors
     from fire.sweeps import expand, load_sweep, parse_shard, runner, shard_of
 
-    def run():
-        log = lambda line: print(line, flush=True)
-        sweep = load_sweep(FLAGS.sweep)
-        specs = expand(sweep)
-        index, count = parse_shard(FLAGS.shard)
-        mine = shard_of(specs, index, count)
-        if FLAGS.dry_run:
-            return runner.dry_run(mine, log, memory=FLAGS.memory)
-        if FLAGS.print_commands:
-            for spec in mine:
-                print(spec.shell_command())
-            return None
-        runner.check_output_dir(sweep.output_dir, sweep.name)
-        outcome = {} if FLAGS.eval_only else runner.train_runs(mine, log)
-        if count == 1 and not FLAGS.train_only:
-            runner.evaluate_runs(sweep, specs, log)
-        failures = runner.summary(outcome, mine)
-        if failures:
-            print(failures, file=sys.stderr)
-            sys.exit(1)
+    log = lambda line: print(line, flush=True)
+    sweep = load_sweep(FLAGS.sweep)
+    specs = expand(sweep)
+    index, count = parse_shard(FLAGS.shard)
+    mine = shard_of(specs, index, count)
+    if FLAGS.dry_run:
+        return runner.dry_run(mine, log, memory=FLAGS.memory)
+    if FLAGS.print_commands:
+        for spec in mine:
+            print(spec.shell_command())
         return None
-
-    report_user_errors(run)
+    runner.check_output_dir(sweep.output_dir, sweep.name)
+    outcome = {} if FLAGS.eval_only else runner.train_runs(mine, log)
+    if count == 1 and not FLAGS.train_only:
+        runner.evaluate_runs(sweep, specs, log)
+    failures = runner.summary(outcome, mine)
+    if failures:
+        print(failures, file=sys.stderr)
+        sys.exit(1)
+    return None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from fire.cli import run_app
+
+    run_app(main)

@@ -7,7 +7,7 @@ pass --coordinator_address, --num_processes and --process_id to every process, o
 --distributed to let JAX detect the cluster (TPU pods, SLURM, ...).
 """
 
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file(
@@ -24,27 +24,29 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    from fire.errors import UserError
+
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise UserError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value).")
     if FLAGS.print_config:
         from fire.config import explain
 
         print(explain(FLAGS.config))
         return
     if not FLAGS.workdir:
-        raise app.UsageError("--workdir is required (where checkpoints, metrics and the config go).")
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax and grain log every save at INFO
+        raise UserError("--workdir is required and not empty (where checkpoints, metrics and the config go).")
     import jax
 
     if FLAGS.coordinator_address or FLAGS.distributed:
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
 
-    from fire.cli import report_user_errors
     from fire.training import train
 
-    report_user_errors(lambda: train(FLAGS.config, FLAGS.workdir))
+    train(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from fire.cli import run_app
+    from fire.config import check_command_line
+
+    run_app(main, check_argv=check_command_line)

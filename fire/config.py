@@ -8,6 +8,10 @@ defaults that depend on the run (FIRE's ``L0``, ``learned``'s ``max_len``) are 0
 resolve to the final ``train_len`` however it was set.
 """
 
+import difflib
+import os
+import re
+
 import ml_collections
 
 from fire.data import default_config as data_config
@@ -59,6 +63,24 @@ def parse_axes(arg: str) -> dict:
     if axes["train_len"] < 2:
         raise ConfigError(f"train_len must be at least 2, got {axes['train_len']}.")
     return axes
+
+
+def check(config) -> None:
+    """The config's own axes, however they were set (``--config.train_len=-5`` bypasses
+    :func:`parse_axes`): an encoding and size that exist, a training length of at least 2.
+
+    Raises:
+      ConfigError: naming the field and what it accepts.
+    """
+    if config.pe not in REGISTRY:
+        raise ConfigError(
+            f"Unknown position encoding pe={config.pe}.{did_you_mean(str(config.pe), REGISTRY)} "
+            f"Valid: {', '.join(REGISTRY)}."
+        )
+    if config.size not in SIZES:
+        raise ConfigError(f"Unknown model size size={config.size}; valid: {', '.join(SIZES)}.")
+    if not isinstance(config.train_len, int) or config.train_len < 2:
+        raise ConfigError(f"train_len must be an integer of at least 2, got {config.train_len!r}.")
 
 
 def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
@@ -201,3 +223,97 @@ def explain(config: ml_collections.ConfigDict) -> str:
     walk(config)
     width = max(len(p) + len(v) + 3 for p, v, _ in lines)
     return "\n".join(f"{f'{p} = {v}':<{width}}  # {m}" if m else f"{p} = {v}" for p, v, m in lines)
+
+
+# ---------------------------------------------------------------- --config. keys on the command line
+
+_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
+
+
+def command_line_config(argv) -> tuple:
+    """``(spec, keys)`` of a command line: the ``--config=FILE[:AXES]`` value (None if absent)
+    and the keys of its ``--config.KEY=VALUE`` overrides, in order."""
+    spec, keys = None, []
+    args = list(argv[1:])
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg.startswith(("--config=", "-config=")):
+            spec = arg.split("=", 1)[1]
+        elif arg in ("--config", "-config") and i + 1 < len(args):
+            spec = args[i + 1]
+        elif match := _OVERRIDE.match(arg):
+            keys.append(match.group(1))
+    return spec, keys
+
+
+def _similarity(a: str, b: str) -> float:
+    """How alike two key names are, in [0, 1]; one a prefix of the other counts as 0.9."""
+    if min(len(a), len(b)) >= 3 and (a.startswith(b) or b.startswith(a)):
+        return 0.9
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+def nearest_keys(key: str, valid, n: int = 3) -> list:
+    """The valid keys a mistyped ``key`` most likely meant: abbreviations (``learning_rate``
+    -> ``lr``), the same name in another group (``lr`` -> ``optimizer.lr``), then close
+    spellings of its name, its own group first."""
+    leaf_of = lambda k: k.rsplit(".", 1)[-1]
+    initials = lambda name: "".join(w[0] for w in name.split("_") if w)
+    leaf, parent = leaf_of(key), key.rpartition(".")[0]
+    found = [
+        v for v in valid
+        if len(initials(leaf)) > 1 and initials(leaf) == leaf_of(v)
+        or len(initials(leaf_of(v))) > 1 and initials(leaf_of(v)) == leaf
+    ]  # fmt: skip
+    found += [v for v in valid if leaf_of(v) == leaf]
+    close = sorted(valid, key=lambda v: (v.rpartition(".")[0] != parent, -_similarity(leaf, leaf_of(v))))
+    found += [v for v in close if _similarity(leaf, leaf_of(v)) >= 0.7]
+    return list(dict.fromkeys(found))[:n]
+
+
+def check_keys(config: ml_collections.ConfigDict, keys) -> None:
+    """Raises ConfigError for the first of ``keys`` (dotted paths) that ``config`` does not
+    have, naming the nearest valid keys."""
+    valid = _leaf_keys(config)
+    for key in keys:
+        node = config
+        for i, part in enumerate(key.split(".")):
+            if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+                hint = nearest_keys(key, valid)
+                hint = f" Did you mean {', '.join(hint)}?" if hint else ""
+                raise ConfigError(
+                    f"Unknown config key --config.{key}.{hint} (--print_config lists every key with its meaning.)"
+                )
+            node = node[part]
+
+
+def _leaf_keys(config, prefix: str = "") -> list:
+    keys = []
+    for k, v in config.items():
+        keys += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, ml_collections.ConfigDict) else [f"{prefix}{k}"]
+    return keys
+
+
+def check_command_line(argv) -> None:
+    """What absl would report as a traceback, checked before it parses ``argv``: a config file
+    that does not exist, ``--config.`` keys the config does not have (with the nearest names).
+
+    Raises:
+      ConfigError: one line.
+    """
+    spec, keys = command_line_config(argv)
+    if spec is None:
+        return
+    path = spec.split(":", 1)[0]
+    if not os.path.isfile(path):
+        raise ConfigError(f"The config file {path} does not exist (--config={spec}).")
+    try:
+        with open(path, "rb") as f:
+            compile(f.read(), path, "exec")
+    except (SyntaxError, ValueError) as e:  # ValueError: null bytes, i.e. not a text file
+        raise ConfigError(f"The config file {path} is not a Python file: {e}.") from None
+    if keys:
+        from ml_collections.config_flags.config_flags import ConfigFileFlagParser
+
+        check_keys(ConfigFileFlagParser("config").parse(spec), keys)

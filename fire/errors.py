@@ -16,4 +16,5 @@ class ConfigError(UserError, ValueError):
 
 
 class NonFiniteLossError(UserError, RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
+    """The loss, or the state a checkpoint would hold, became NaN or Inf; the last good
+    (finite) checkpoint is kept."""

@@ -8,24 +8,39 @@
       events.out.tfevents.*  TensorBoard event files of the same metrics (at the top, so that
                           `tensorboard --logdir runs` names each run by its folder)
       train.log           the training output, when a sweep runs it
+      train.lock          held while a process trains here: its pid and host (removed on exit)
+      damaged_checkpoints/  checkpoint steps that could not be read, moved aside (never deleted)
 
 A folder is a training run when it holds ``config.json``.
 """
 
+import contextlib
 import dataclasses
+import errno
+import fcntl
 import json
 import os
+import socket
 import subprocess
+import time
+from typing import Callable
 
 import ml_collections
 
 import fire
+from fire.errors import UserError
 
 CONFIG = "config.json"
 CODE_VERSION = "code_version.json"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 LOG = "train.log"
+LOCK = "train.lock"
+DAMAGED = "damaged_checkpoints"
+
+
+class WorkdirError(UserError, RuntimeError):
+    """A workdir that cannot be used: not a folder, not writable, or in use by another process."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +77,28 @@ class Workdir:
     def log(self) -> str:
         return os.path.join(self.path, LOG)
 
+    @property
+    def lock_file(self) -> str:
+        return os.path.join(self.path, LOCK)
+
+    @property
+    def damaged(self) -> str:
+        """Where unreadable checkpoint steps are moved (``damaged_checkpoints/STEP``)."""
+        return os.path.join(self.path, DAMAGED)
+
+    def check_usable(self) -> None:
+        """Raises WorkdirError, before anything is written, if the folder cannot hold a run: a
+        file, a path under a file, or a place this process cannot create or write."""
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise WorkdirError(f"The workdir {self.path} is a file, not a folder.")
+        existing = self.path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise WorkdirError(f"The workdir {self.path} would be under {existing}, which is a file.")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise WorkdirError(f"The workdir {self.path} cannot be written: {existing} is not writable.")
+
     def is_run(self) -> bool:
         return os.path.isfile(self.config)
 
@@ -80,6 +117,77 @@ class Workdir:
             f.write(config.to_json_best_effort(indent=2))
         with open(self.code_version, "w") as f:
             json.dump(code_version(), f, indent=2)
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str, log: Callable[[str], None] = print):
+    """Holds the workdir for one process: an exclusive lock on ``train.lock`` holding this
+    process's pid, host and start time, released (and the file removed) on any exit. The kernel
+    drops the lock of a process that dies, so a lock file left behind by one (SIGKILL) is taken
+    over, with a message naming it. Creates the folder if needed (and removes it again if the
+    run leaves nothing in it).
+
+    Raises:
+      WorkdirError: another live process holds the lock (named by its pid and host), or the
+        folder cannot be created or written.
+    """
+    paths = Workdir(workdir)
+    paths.check_usable()
+    created = not os.path.isdir(paths.path)
+    try:
+        os.makedirs(paths.path, exist_ok=True)
+        fd = _locked(paths.lock_file)
+    except OSError as e:
+        raise WorkdirError(f"Cannot use the workdir {paths.path}: {e.strerror or e}.") from None
+    try:
+        stale = os.read(fd, 4096).decode(errors="replace").strip()
+        if stale:
+            log(f"Took over the lock of {paths.path} from a process that is no longer running ({_holder(stale)}).")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.time())).encode(), 0)
+        os.fsync(fd)
+        yield paths
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(paths.lock_file)  # while still holding the lock: no one can take this file
+        os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(paths.path)  # only if empty: a start that failed before writing anything
+
+
+def _locked(path: str) -> int:
+    """An fd of ``path`` holding its exclusive lock (``flock``), or WorkdirError naming the
+    holder. Retries if the file was replaced between open and lock (its holder removed it)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 4096).decode(errors="replace").strip()
+            os.close(fd)
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise WorkdirError(
+                    f"The workdir {os.path.dirname(path)} is in use by another training process "
+                    f"({_holder(holder)}); wait for it to finish, or stop it, or use another --workdir."
+                ) from None
+            raise
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # locked a file its holder removed meanwhile: lock the current one
+
+
+def _holder(text: str) -> str:
+    """``pid 123 on host h since 2024-05-01 12:00:00`` from a lock file's JSON."""
+    try:
+        info = json.loads(text)
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["since"]))
+        return f"pid {info['pid']} on host {info['host']} since {since}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
 
 
 def is_run(path: str) -> bool:

@@ -10,24 +10,79 @@ Usage:
     ev = fire.data.eval_windows(cfg, tok, length=2048, protocol=fire.data.Protocol('stream'))
 """
 
+import functools
+import os
+
+from fire.data import builders
 from fire.data.config import cache_root, default_config
 from fire.data.errors import DataError
 from fire.data.eval_windows import PROTOCOLS, EvalWindows, Protocol, make_eval_windows
 from fire.data.pipeline import TrainIterator, make_train_iterator
 from fire.data.sources import open_corpus
 from fire.data.token_cache import split_tokens
-from fire.data.tokenizers import TOKENIZERS, Tokenizer, bits_per_byte, get_tokenizer
+from fire.data.tokenizers import TOKENIZERS, Tokenizer, bits_per_byte, special_ids
+from fire.data.tokenizers import get_tokenizer as _get_tokenizer
 
 __all__ = [
     "DATASETS", "DataError", "EvalWindows", "PROTOCOLS", "Protocol", "TOKENIZERS", "Tokenizer",
-    "TrainIterator", "bits_per_byte", "cache_root", "corpus_stats", "default_config",
+    "TrainIterator", "bits_per_byte", "cache_root", "check_config", "corpus_stats", "default_config",
     "eval_windows", "get_tokenizer", "make_eval_windows", "make_train_iterator", "open_corpus",
-    "prepare", "split_tokens", "train_iterator",
+    "prepare", "special_ids", "split_tokens", "train_iterator",
 ]  # fmt: skip
 
 DATASETS = ("shakespeare", "text_dir", "<TFDS catalog name>")
 
 
+def check_config(data_cfg) -> None:
+    """Every value of the `data` block, checked before any data is read, prepared or written.
+
+    Raises:
+      DataError: an empty name or split, `text_dir` without an existing folder of files (an
+        empty path never means the current folder), an unknown tokenizer, a SentencePiece model file that does not exist, a vocabulary size below 1,
+        a negative worker count, or a data_dir that is a file.
+    """
+    for key in ("name", "train_split", "eval_split", "text_key"):
+        if not isinstance(data_cfg[key], str) or not data_cfg[key].strip():
+            raise DataError(f"data.{key} must be a non-empty string, got {data_cfg[key]!r}.")
+    if data_cfg.name == "text_dir":
+        builders.text_dir.split_files(data_cfg.path)
+    if data_cfg.tokenizer not in TOKENIZERS:
+        raise DataError(f"unknown tokenizer {data_cfg.tokenizer!r}; expected one of {', '.join(TOKENIZERS)}.")
+    if data_cfg.spm_model and data_cfg.tokenizer != "sentencepiece":
+        raise DataError("data.spm_model is used only with data.tokenizer=sentencepiece.")
+    if data_cfg.spm_model and not os.path.isfile(os.path.expanduser(data_cfg.spm_model)):
+        raise DataError(f"sentencepiece model {data_cfg.spm_model} does not exist.")
+    for key, low in (("spm_vocab_size", 1), ("num_workers", 0)):
+        value = data_cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise DataError(f"data.{key} must be an integer >= {low}, got {value!r}.")
+    root = cache_root(data_cfg)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"The data folder {root} (data.data_dir or $FIRE_DATA_DIR) is a file, not a folder.")
+
+
+def _storage_errors(fn):
+    """Turns a filesystem error while reading or preparing data (a read-only or full data
+    folder) into a one-line DataError that names where data goes and how to move it."""
+
+    @functools.wraps(fn)
+    def wrapper(data_cfg, *args, **kwargs):
+        try:
+            return fn(data_cfg, *args, **kwargs)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            raise DataError(
+                f"Cannot prepare or read data under {cache_root(data_cfg)}: {e.strerror or e}{where}. Set "
+                f"--config.data.data_dir (or $FIRE_DATA_DIR) to a writable folder with space."
+            ) from None
+
+    return wrapper
+
+
+get_tokenizer = _storage_errors(_get_tokenizer)  # trains and caches a SentencePiece model if asked
+
+
+@_storage_errors
 def prepare(data_cfg, tokenizer=None) -> None:
     """Prepares the dataset, the tokenizer and both splits' token caches. Idempotent;
     safe to call from every process (each artifact is published atomically)."""
@@ -37,6 +92,7 @@ def prepare(data_cfg, tokenizer=None) -> None:
         split_tokens(data_cfg, corpus, tokenizer, split)
 
 
+@_storage_errors
 def train_iterator(
     data_cfg,
     tokenizer,
@@ -54,12 +110,14 @@ def train_iterator(
     )
 
 
+@_storage_errors
 def eval_windows(data_cfg, tokenizer, length: int, protocol: Protocol = Protocol()) -> EvalWindows:
     """Windows of ``length`` tokens from the eval split, cut under ``protocol``."""
     tokens = split_tokens(data_cfg, open_corpus(data_cfg), tokenizer, data_cfg.eval_split)
     return make_eval_windows(tokens, tokenizer, length, protocol.name, protocol.eval_tokens, protocol.stride)
 
 
+@_storage_errors
 def corpus_stats(data_cfg, tokenizer) -> dict[str, dict[str, int]]:
     """{split: {'documents', 'bytes', 'tokens'}} for the train and eval splits."""
     corpus = open_corpus(data_cfg)

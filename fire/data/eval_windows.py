@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from fire.data.errors import DataError
+from fire.data.tokenizers import special_ids
 
 PROTOCOLS = ("stream", "docs", "sliding")
 
@@ -34,7 +35,8 @@ class Protocol:
       stride: sliding only: tokens between window starts (0: half the length).
 
     Raises:
-      DataError: an unknown name, a budget below 1 or a negative stride.
+      DataError: an unknown name, a budget below 1, a negative stride, or a stride for a
+        protocol other than ``sliding``.
     """
 
     name: str = "stream"
@@ -46,6 +48,8 @@ class Protocol:
             raise DataError(f"unknown eval protocol {self.name!r}; expected one of {', '.join(PROTOCOLS)}.")
         if self.eval_tokens < 1 or self.stride < 0:
             raise DataError(f"eval_tokens ({self.eval_tokens}) must be positive and stride ({self.stride}) >= 0.")
+        if self.stride and self.name != "sliding":
+            raise DataError(f"stride {self.stride} applies to the sliding protocol only, not {self.name!r}.")
 
     def key(self) -> dict:
         return dataclasses.asdict(self)
@@ -57,7 +61,7 @@ class EvalWindows:
     targets: np.ndarray  # int32 [N, L]: inputs shifted by one
     weights: np.ndarray  # float32 [N, L]: 1.0 where the loss counts
     n_tokens: int  # scored tokens, weights.sum()
-    n_bytes: int  # UTF-8 bytes of the scored targets (for bits per byte)
+    n_bytes: int  # UTF-8 bytes of the scored text targets (special tokens stand for none), for bits per byte
     protocol: str
     length: int
     stride: int  # tokens between window starts (L for stream and docs)
@@ -101,11 +105,16 @@ def make_eval_windows(
         targets=np.ascontiguousarray(targets_NxL),
         weights=weights_NxL,
         n_tokens=int(np.count_nonzero(weights_NxL)),
-        n_bytes=tokenizer.n_bytes(targets_NxL[weights_NxL > 0]),
+        n_bytes=tokenizer.n_bytes(_text(targets_NxL[weights_NxL > 0], tokenizer)),
         protocol=protocol,
         length=L,
         stride=stride,
     )
+
+
+def _text(ids, tokenizer) -> np.ndarray:
+    """The ids that are text: special tokens (EOS, BOS, PAD) left out of bits per byte."""
+    return ids[~np.isin(ids, special_ids(tokenizer))]
 
 
 def _doc_window_starts(doc_lengths, offsets, L, token_budget) -> np.ndarray:

@@ -61,9 +61,9 @@ class Documents:
     def _text(self, index, record) -> str:
         text = record[self.text_key]
         if isinstance(text, str):
-            return text
+            return text.removeprefix("\ufeff")  # a byte-order mark is not text
         try:
-            return bytes(text).decode("utf-8")
+            return bytes(text).decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise DataError(f"{self.name} document {index} is not UTF-8 text (offset {e.start}).") from None
 

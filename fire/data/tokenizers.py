@@ -1,7 +1,7 @@
 """Tokenizers: `bytes` (no files) and `sentencepiece` (a model file, or one trained here).
 
 Each reports `n_bytes(ids)`, the UTF-8 text bytes the ids stand for, so a loss in
-nats per token converts to bits per byte: bits_per_byte(loss_sum_nats, n_bytes).
+nats summed over text tokens converts to bits per byte: bits_per_byte(loss_sum_nats, n_bytes).
 """
 
 import hashlib
@@ -38,8 +38,17 @@ class Tokenizer(Protocol):
 
 
 def bits_per_byte(loss_sum_nats: float, n_bytes: int) -> float:
-    """Summed loss over scored tokens (nats) -> bits per UTF-8 byte of the scored text."""
+    """Summed loss over the scored text tokens (nats) -> bits per UTF-8 byte of that text.
+    Special tokens (EOS, BOS, PAD: :func:`special_ids`) stand for no bytes, so their loss
+    belongs in neither sum."""
     return loss_sum_nats / (n_bytes * math.log(2))
+
+
+def special_ids(tokenizer) -> tuple:
+    """The ids that stand for no text (EOS, BOS, PAD; those a tokenizer has), sorted."""
+    return tuple(
+        sorted({i for i in (getattr(tokenizer, f"{k}_id", None) for k in ("eos", "bos", "pad")) if i is not None})
+    )
 
 
 class ByteTokenizer:
@@ -77,7 +86,10 @@ class SentencePieceTokenizer:
     def __init__(self, model_proto: bytes):
         import sentencepiece as spm
 
-        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except RuntimeError:
+            raise DataError("data.spm_model is not a SentencePiece model (its bytes do not parse as one).") from None
         self.vocab_size = self._sp.get_piece_size()
         self.eos_id = self._sp.eos_id()
         if self.eos_id < 0:
@@ -92,7 +104,10 @@ class SentencePieceTokenizer:
         path = pathlib.Path(path).expanduser()
         if not path.is_file():
             raise DataError(f"sentencepiece model {path} does not exist.")
-        return cls(path.read_bytes())
+        try:
+            return cls(path.read_bytes())
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
 
     def encode(self, text: str) -> np.ndarray:
         return np.asarray(self._sp.encode(text), np.int32)

@@ -12,6 +12,7 @@ it by name from then on.
 """
 
 import dataclasses
+import math
 from typing import Mapping, Optional, Type
 
 from fire.encodings.absolute import Learned, Sinusoidal
@@ -23,7 +24,7 @@ from fire.encodings.nope import NoPE
 from fire.encodings.rotary import RoPE, RoPEPI, YaRN
 from fire.encodings.sandwich import Sandwich
 from fire.encodings.t5 import T5Bias, t5_bucket
-from fire.errors import UserError
+from fire.errors import ConfigError, UserError
 from fire.utils import did_you_mean
 
 # name -> (module class, option values that define the name)
@@ -89,6 +90,30 @@ def resolved_options(name: str, options: Optional[Mapping] = None) -> dict:
     return {**valid, **options}
 
 
+def check_options(name: str, options: Mapping) -> None:
+    """Raises ConfigError for an option value of the wrong kind (each option takes its
+    default's type; an integer serves a float option), a numeric value that is not finite or
+    is negative, or zero for one of the class's ``positive_options``."""
+    cls, defaults = encoding_class(name), encoding_options(name)
+    for key, value in options.items():
+        default = defaults[key]
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"pe={name} option {key} must be a {type(default).__name__}, got {value!r}.")
+        if isinstance(default, bool):
+            continue
+        if value < 0 or (key in cls.positive_options and value == 0):
+            bound = "> 0" if key in cls.positive_options else ">= 0"
+            raise ConfigError(f"pe={name} option {key} must be {bound}, got {value!r}.")
+
+
 def is_shared(name: str, options: Optional[Mapping] = None) -> bool:
     """Whether one instance serves every layer (a class attribute, or FIRE's option)."""
     cls, fixed = lookup(name)
@@ -121,6 +146,7 @@ def build_encoding(
     """
     cls = encoding_class(name)
     options = resolved_options(name, options)
+    check_options(name, options)
     cls.check(options, train_len, train_len if max_position is None else max_position)
     return cls(
         num_heads=num_heads, head_dim=head_dim, d_model=d_model, train_len=train_len, **options, name=module_name
@@ -129,7 +155,7 @@ def build_encoding(
 
 __all__ = [
     "NAMES", "REGISTRY", "PositionEncoding", "Rotation", "LengthError", "UnknownEncodingError",
-    "build_encoding", "check_length", "encoding_class", "encoding_options", "is_shared", "lookup", "register",
+    "build_encoding", "check_length", "check_options", "encoding_class", "encoding_options", "is_shared", "lookup", "register",
     "resolved_options", "alibi_slopes", "t5_bucket",
     "NoPE", "Learned", "Sinusoidal", "RoPE", "RoPEPI", "YaRN", "T5Bias", "ALiBi",
     "KerpleLog", "KerplePower", "Sandwich", "FIRE",

@@ -1,7 +1,9 @@
 """Absolute position embeddings added to the token embeddings."""
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fire.encodings.base import LengthError, PositionEncoding
 from fire.errors import ConfigError
@@ -12,6 +14,8 @@ class Learned(PositionEncoding):
 
     ``max_len`` 0 means the training length.
     """
+
+    positive_options = ("init_std",)
 
     max_len: int = 0  # positions in the table; 0: the training length
     init_std: float = 0.5  # token embeddings start at std 1 (GPT-2's 2:1 ratio)
@@ -57,11 +61,27 @@ class Learned(PositionEncoding):
             (self.table_len, self.d_model),
         )
 
+    @classmethod
+    def check_positions(cls, options, train_len, positions_BxT):
+        """Raises :class:`LengthError` (as for a window past the table) if concrete position
+        ids reach past the table. Traced ids cannot be inspected: under ``jit`` the bound is
+        the run's, checked by :meth:`check` (``max_position``)."""
+        if isinstance(positions_BxT, jax.core.Tracer) or not np.size(positions_BxT):
+            return
+        table, largest = cls.max_length(options, train_len), int(np.max(positions_BxT))
+        if largest >= table or int(np.min(positions_BxT)) < 0:
+            raise LengthError(
+                f"pe=learned has a table of {table} positions and cannot model position id {largest} "
+                f"(ids must be in [0, {table})); evaluate it at lengths <= {table} or train with a longer max_len."
+            )
+
     def embed(self, positions_BxT, seq_len):
-        """Rows of the table, ``BxTxD``. Ids must be ``< table_len``: traced ids cannot be
-        checked, and ``jnp.take`` returns NaN rows past the table. Training is covered by
-        :meth:`check` (``max_position``), evaluation windows by :meth:`check_length`."""
-        self.check_length({"max_len": self.max_len}, self.train_len, seq_len)
+        """Rows of the table, ``BxTxD``. Ids must be in ``[0, table_len)``: ``jnp.take`` returns
+        NaN rows past the table, so concrete ids are checked here (:meth:`check_positions`),
+        windows by :meth:`check_length`, and traced ids by the run's :meth:`check`."""
+        options = {"max_len": self.max_len}
+        self.check_length(options, self.train_len, seq_len)
+        self.check_positions(options, self.train_len, positions_BxT)
         return jnp.take(self.table, positions_BxT, axis=0)
 
 
@@ -76,6 +96,8 @@ def sinusoid_table(positions_BxT, dim: int, base: float = 10000.0):
 
 class Sinusoidal(PositionEncoding):
     """Fixed sin/cos absolute embedding (Vaswani et al., 2017), base 10000."""
+
+    positive_options = ("base",)
 
     base: float = 10000.0  # wavelengths base^(2k/d)
 

@@ -86,6 +86,8 @@ class PositionEncoding(nn.Module):
     shared: ClassVar[bool] = True
     additive: ClassVar[bool] = False
     plot_bias: ClassVar[bool] = False
+    # Numeric options must be finite and >= 0 (0 often means "from the run"); these also > 0.
+    positive_options: ClassVar[tuple] = ()
 
     @classmethod
     def option_help(cls) -> dict:
@@ -127,6 +129,11 @@ class PositionEncoding(nn.Module):
                 f"{cls.__name__} models windows of at most {longest} tokens, not {seq_len}; "
                 f"evaluate it at lengths <= {longest}."
             )
+
+    @classmethod
+    def check_positions(cls, options: Mapping, train_len: int, positions_BxT) -> None:
+        """Raises :class:`LengthError` if concrete position ids (not traced: under ``jit`` the
+        run's :meth:`check` bounds them) are ids the encoding cannot model. No limit here."""
 
     def embed(self, positions_BxT: Array, seq_len: int) -> Optional[Array]:
         return None

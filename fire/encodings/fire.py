@@ -39,6 +39,8 @@ class FIRE(PositionEncoding):
     additive = True
     plot_bias = True
 
+    positive_options = ("mlp_width", "init_c")
+
     mlp_width: int = 32  # hidden width of f_theta
     mlp_depth: int = 1  # hidden layers; the paper's listing has one
     init_c: float = 0.1  # initial c of psi(t) = log(c t + 1)

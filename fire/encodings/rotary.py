@@ -41,6 +41,8 @@ def extension_ratio(seq_len: int, train_len: int, fixed: float) -> float:
 class RoPE(PositionEncoding):
     """Rotary position embedding (Su et al.), base 10000."""
 
+    positive_options = ("base",)
+
     base: float = 10000.0  # rotation frequencies base^(-2k/d_head)
 
     def rotary(self, seq_len: int) -> Optional[Rotation]:
@@ -55,6 +57,8 @@ class RoPEPI(PositionEncoding):
     is longer than training (so the longest window maps onto the trained range), or by a
     fixed ``1 / scale`` when ``scale > 0``.
     """
+
+    positive_options = ("base",)
 
     base: float = 10000.0  # rotation frequencies base^(-2k/d_head)
     scale: float = 0.0  # fixed interpolation factor s; 0: eval_len / train_len past training
@@ -99,6 +103,8 @@ class YaRN(PositionEncoding):
 
     ``s = seq_len / train_len`` (or a fixed ``scale``); at ``s = 1`` it is exactly RoPE.
     """
+
+    positive_options = ("base", "alpha", "beta")
 
     base: float = 10000.0  # rotation frequencies base^(-2k/d_head)
     scale: float = 0.0  # fixed interpolation factor s; 0: eval_len / train_len past training

@@ -16,6 +16,8 @@ class Sandwich(PositionEncoding):
 
     additive = True
 
+    positive_options = ("base",)
+
     dim: int = 0  # sinusoid dimension d; 0: d_head
     base: float = 10000.0  # wavelengths base^(2k/d)
 

@@ -25,6 +25,8 @@ class T5Bias(PositionEncoding):
 
     additive = True
 
+    positive_options = ("num_buckets", "max_distance")
+
     num_buckets: int = 32  # causal buckets: exact below half of them, log-spaced above
     max_distance: int = 128  # distances at and past this share the last bucket
     init_std: float = 0.02  # initial table values ~ N(0, init_std^2)

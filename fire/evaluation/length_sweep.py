@@ -17,7 +17,7 @@ from fire import data as fire_data
 from fire.encodings import LengthError
 from fire.evaluation import report
 from fire.evaluation.runs import EvalError, TrainedRun, encoding_bias, load_runs
-from fire.evaluation.scoring import Settings, compile_scorer, score_length
+from fire.evaluation.scoring import SCORER_VERSION, Settings, compile_scorer, score_length
 from fire.utils import MiB, ceil_div, format_bytes
 
 DEFAULT_FACTORS = (1, 2, 4, 8, 16)  # default eval lengths: the training length times these
@@ -61,8 +61,9 @@ class Cache:
                 for line in f:
                     try:
                         row = json.loads(line)
-                        self.rows[row_key(row)] = row
-                    except (ValueError, KeyError):
+                        if row.get("scorer") == SCORER_VERSION:  # older scorers meant other numbers
+                            self.rows[row_key(row)] = row
+                    except (ValueError, KeyError, AttributeError):
                         pass  # a line cut off by an interrupted write
 
     def get(self, key) -> Optional[dict]:
@@ -93,7 +94,8 @@ def progress_line(i: int, total: int, row: dict, reused: bool) -> str:
     head = f"[{i}/{total}] {row['label']} | len {row['eval_len']} | {row['protocol']}"
     if row["loss"] is None:
         return f"{head} | {row['note']}"
-    scores = f"loss {row['loss']:.4f} ppl {row['ppl']:.3g} bpb {row['bits_per_byte']:.4f}"
+    bpb = "n/a" if row["bits_per_byte"] is None else f"{row['bits_per_byte']:.4f}"
+    scores = f"loss {row['loss']:.4f} ppl {row['ppl']:.3g} bpb {bpb}"
     if reused:
         return f"{head} | {row['n_tokens']:,} tokens | {scores} | reused"
     return (
@@ -148,12 +150,13 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
     earlier = kept_rows(report.read_results(output_dir), plan, protocol_key)
     for i, (run, L) in enumerate(plan, 1):
         w = windows_for(run, L)
-        identity = dict(run_path=run.path, step=run.step, config_hash=config_hash(run), eval_len=L,
-                        protocol_key=protocol_key)  # fmt: skip
-        row = cache.get(row_key(identity))
+        row = cache.get(row_key(_identity(run, L, protocol_key)))
+        if row is None:
+            run.params(log)  # reading may skip a damaged newest step: the row is then the older step's
+            row = cache.get(row_key(_identity(run, L, protocol_key)))
         reused = row is not None
         if not reused:
-            row = {**score_length(run, w, settings), **identity}
+            row = {**score_length(run, w, settings), **_identity(run, L, protocol_key)}
         row = {**row, "label": run.label, "run": run.workdir}
         rows.append(row)
         log(progress_line(i, len(plan), row, reused))
@@ -179,6 +182,12 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
         raise EvalError(f"could not write plots to {output_dir}: {e.strerror or e}.") from None
     log(f"Wrote {', '.join(['results.csv', 'results.json', 'results.md', *written])} to {output_dir}")
     return rows
+
+
+def _identity(run: TrainedRun, length: int, protocol_key: dict) -> dict:
+    """The fields of a row that say what was measured (:func:`row_key`), for the step read."""
+    return dict(run_path=run.path, step=run.step, config_hash=config_hash(run), eval_len=length,
+                protocol_key=protocol_key)  # fmt: skip
 
 
 def _slot(run_path: str, label: str, eval_len: int, protocol_key) -> tuple:

@@ -4,7 +4,7 @@ import dataclasses
 import functools
 import glob
 import os
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -52,9 +52,12 @@ class TrainedRun:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         return abstract_like(params, jax.tree_util.tree_map(lambda _: device, params))
 
-    def params(self):
+    def params(self, log: Callable[[str], None] = print):
+        """The weights of the newest usable checkpoint. A newer step that cannot be used
+        (damaged, non-finite) is skipped with a message to ``log``, and :attr:`step` becomes
+        the step read. Raises CheckpointError if none can be used."""
         if self._params is None:
-            self._params, _ = restore_params(self.path, self.abstract_params, step=self.step)
+            self._params, self.step = restore_params(self.path, self.abstract_params, step=self.step, log=log)
         return self._params
 
     def release(self):

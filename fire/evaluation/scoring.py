@@ -25,11 +25,15 @@ from fire import data as fire_data
 from fire import xla
 from fire.data import Protocol
 from fire.encodings import LengthError
-from fire.evaluation.runs import TrainedRun
+from fire.evaluation.runs import EvalError, TrainedRun
 from fire.model import Transformer, token_nll
 from fire.utils import ceil_div, peak_rss_bytes, reset_peak_rss, round_up, to_mib
 
+ATTENTION = ("auto", "dense", "blockwise")  # auto: dense for one-tile windows that fit, else blockwise
 LOGITS_CHUNK_BYTES = 256 << 20  # f32 logits of one loss chunk: bounds memory for any vocab
+# What a row's numbers mean; rows of another version are recomputed, not reused. 2: bits per
+# byte leaves special tokens out of the loss as well as the bytes.
+SCORER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,15 +48,31 @@ class Settings:
     block_size: int = 0  # blockwise attention tile (0: the run's)
     memory_limit: int = 0  # bytes the eval step may plan (0: from the device)
 
+    def __post_init__(self):
+        """Raises EvalError for settings that cannot score: a batch budget below one token, an
+        unknown attention path, a negative tile or memory limit."""
+        if self.batch_tokens < 1:
+            raise EvalError(f"batch_tokens must be at least 1, got {self.batch_tokens}.")
+        if self.attention not in ATTENTION:
+            raise EvalError(f"attention must be one of {', '.join(ATTENTION)}, got {self.attention!r}.")
+        if self.block_size < 0:
+            raise EvalError(f"block_size must be >= 0 (0: the run's), got {self.block_size}.")
+        if self.memory_limit < 0:
+            raise EvalError(f"memory_limit must be >= 0 bytes (0: from the device), got {self.memory_limit}.")
+
 
 def logits_chunk_tokens(vocab_size: int) -> int:
     """Tokens per loss chunk, so that one chunk's float32 logits take ``LOGITS_CHUNK_BYTES``."""
     return max(1, LOGITS_CHUNK_BYTES // (4 * vocab_size))
 
 
-def make_score_fn(model: Transformer, impl: str, chunk_tokens: int) -> Callable:
+def make_score_fn(model: Transformer, impl: str, chunk_tokens: int, special_ids=None) -> Callable:
     """``(params, inputs_BxT, targets_BxT, weights_BxT) -> (nll_T, weight_T)``: the weighted
-    loss in nats and the weights, each summed over the batch, per position (float32)."""
+    loss in nats and the weights, each summed over the batch, per position (float32).
+
+    With ``special_ids`` (the ids that stand for no text: EOS, BOS, PAD) a third output,
+    ``text_nll``: the weighted loss summed over the targets that are text, the numerator of
+    bits per byte (log-perplexity per token counts every scored target, EOS included)."""
 
     def score(params, inputs_BxT, targets_BxT, weights_BxT):
         hidden_BxTxD = model.apply({"params": params}, inputs_BxT, impl=impl, return_hidden=True)
@@ -68,7 +88,11 @@ def make_score_fn(model: Transformer, impl: str, chunk_tokens: int) -> Callable:
             return token_nll(model.apply({"params": params}, h_CxD, method=Transformer.logits), t_C)
 
         nll_BxT = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC)).reshape(-1)[: B * T].reshape(B, T)
-        return (nll_BxT * weights_BxT).sum(0), weights_BxT.sum(0)
+        sums = ((nll_BxT * weights_BxT).sum(0), weights_BxT.sum(0))
+        if special_ids is None:
+            return sums
+        text_BxT = ~jnp.isin(targets_BxT, jnp.asarray(special_ids, targets_BxT.dtype))
+        return sums + ((nll_BxT * weights_BxT * text_BxT).sum(),)
 
     return score
 
@@ -122,7 +146,8 @@ def compile_scorer(run: TrainedRun, length: int, n_windows: int, settings: Setti
 
     def compile_(impl):
         t0 = time.perf_counter()
-        compiled = xla.jit(make_score_fn(run.model, impl, chunk)).lower(*args).compile()
+        score = make_score_fn(run.model, impl, chunk, fire_data.special_ids(run.tokenizer))
+        compiled = xla.jit(score).lower(*args).compile()
         return CompiledScorer(compiled, impl, batch, planned_bytes(compiled), time.perf_counter() - t0)
 
     if settings.attention != "auto":
@@ -162,6 +187,7 @@ def score_length(run: TrainedRun, windows, settings: Settings) -> dict:
     time_s = time.perf_counter() - t0
     nll_T = np.sum([o[0] for o in outputs], axis=0, dtype=np.float64)
     weight_T = np.sum([o[1] for o in outputs], axis=0, dtype=np.float64)
+    text_nll = float(np.sum([o[2] for o in outputs], dtype=np.float64))  # EOS/BOS/PAD targets left out
     total = float(nll_T.sum())
     loss = total / windows.n_tokens
     edges = position_bins(L)
@@ -171,7 +197,8 @@ def score_length(run: TrainedRun, windows, settings: Settings) -> dict:
         **row,
         "loss": loss,
         "ppl": math.exp(loss) if loss < 700 else math.inf,
-        "bits_per_byte": fire_data.bits_per_byte(total, windows.n_bytes),
+        "bits_per_byte": fire_data.bits_per_byte(text_nll, windows.n_bytes) if windows.n_bytes else None,
+        "scorer": SCORER_VERSION,
         "time_s": round(time_s, 3),
         "compile_s": round(scorer.compile_s, 3),
         "impl": scorer.impl,

@@ -28,7 +28,7 @@ class ModelConfig:
 
     Raises:
       ConfigError: an unknown dtype or attention path, heads that do not divide
-        ``d_model`` (without ``head_dim``), or a non-positive size.
+        ``d_model`` (without ``head_dim``), a non-positive size or a negative ``head_dim``.
     """
 
     vocab_size: int
@@ -56,9 +56,13 @@ class ModelConfig:
             raise ConfigError(f"model attention must be one of {', '.join(IMPLEMENTATIONS)}, got {self.attention!r}.")
         sizes = dict(vocab_size=self.vocab_size, num_layers=self.num_layers, d_model=self.d_model,
                      num_heads=self.num_heads, d_ff=self.d_ff, train_len=self.train_len, block_size=self.block_size)  # fmt: skip
-        bad = [f"{k}={v}" for k, v in sizes.items() if not (isinstance(v, int) and v > 0)]
+        bad = [f"{k}={v}" for k, v in sizes.items() if isinstance(v, bool) or not (isinstance(v, int) and v > 0)]
         if bad:
             raise ConfigError(f"model sizes must be positive integers, got {', '.join(bad)}.")
+        if isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int) or self.head_dim < 0:
+            raise ConfigError(
+                f"model head_dim must be an integer >= 0 (0: d_model / num_heads), got {self.head_dim!r}."
+            )
         if not self.head_dim and self.d_model % self.num_heads:
             raise ConfigError(f"d_model {self.d_model} does not divide into {self.num_heads} heads; set head_dim.")
 
@@ -87,6 +91,10 @@ class ModelConfig:
         """The model of a run config (``fire.config``): its ``model`` block, ``pe`` with the
         ``encoding`` block, and ``train_len``; the vocabulary padded to ``vocab_multiple``."""
         m = config.model
+        if isinstance(m.vocab_multiple, bool) or not isinstance(m.vocab_multiple, int) or m.vocab_multiple < 0:
+            raise ConfigError(
+                f"model vocab_multiple must be an integer >= 0 (0: no padding), got {m.vocab_multiple!r}."
+            )
         return cls(
             vocab_size=round_up(vocab_size, m.vocab_multiple or 1),
             num_layers=m.num_layers, d_model=m.d_model, num_heads=m.num_heads, d_ff=m.d_ff, head_dim=m.head_dim,

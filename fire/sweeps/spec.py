@@ -115,10 +115,20 @@ def load_python_config(path: str, arg: Optional[str] = None):
             sys.path.insert(0, repo)
         spec = importlib.util.spec_from_file_location(f"_config_{len(_MODULES)}", path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # a file that is not Python, or fails as it loads: the user's file
+            raise SweepError(f"cannot load the config file {path}: {type(e).__name__}: {e}") from None
+        if not callable(getattr(module, "get_config", None)):
+            raise SweepError(f"the config file {path} has no get_config() function.")
         _MODULES[path] = module
     get_config = _MODULES[path].get_config
-    return get_config() if arg is None else get_config(arg)
+    try:
+        return get_config() if arg is None else get_config(arg)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise SweepError(f"{path}: get_config({arg or ''}) failed: {type(e).__name__}: {e}") from None
 
 
 def load_sweep(path: str) -> ml_collections.ConfigDict:

@@ -5,13 +5,44 @@ decaying FIRE's ``c`` and threshold or KERPLE's kernel parameters towards 0 woul
 the encoding's shape, not regularise a weight matrix.
 """
 
+import math
+
 import jax
 import optax
 
+from fire.errors import ConfigError
+
 ENCODING_SCOPES = ("encoding", "own_encoding")
+SCHEDULES = ("cosine", "linear", "constant")  # the decay after warmup
+
+
+def check(opt_cfg) -> None:
+    """Raises ConfigError for optimizer values that cannot train: a learning rate that is not
+    positive (a negative one trains uphill), a negative warmup (it would shift the schedule),
+    an unknown schedule, betas outside [0, 1), a non-positive eps or clip norm, a negative
+    weight decay, a final ratio outside [0, 1]."""
+
+    def number(name, ok, what):
+        value = opt_cfg[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+            raise ConfigError(f"optimizer.{name} must be {what}, got {value!r}.")
+
+    number("lr", lambda v: v > 0, "a positive number")
+    if isinstance(opt_cfg.warmup_steps, bool) or not isinstance(opt_cfg.warmup_steps, int) or opt_cfg.warmup_steps < 0:
+        raise ConfigError(f"optimizer.warmup_steps must be an integer >= 0, got {opt_cfg.warmup_steps!r}.")
+    if opt_cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"Unknown schedule optimizer.schedule={opt_cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
+    number("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]")
+    number("b1", lambda v: 0 <= v < 1, "in [0, 1)")
+    number("b2", lambda v: 0 <= v < 1, "in [0, 1)")
+    number("eps", lambda v: v > 0, "positive")
+    number("weight_decay", lambda v: v >= 0, ">= 0")
+    number("clip_norm", lambda v: v > 0, "positive")
 
 
 def learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
+    """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then ``schedule`` down to
+    ``lr * min_lr_ratio`` at ``num_steps``. Raises ConfigError for an unknown schedule."""
     peak, warmup = opt_cfg.lr, opt_cfg.warmup_steps
     end = peak * opt_cfg.min_lr_ratio
     decay_steps = max(num_steps - warmup, 1)
@@ -22,7 +53,7 @@ def learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
     elif opt_cfg.schedule == "constant":
         decay = optax.constant_schedule(peak)
     else:
-        raise ValueError(f"Unknown schedule {opt_cfg.schedule!r}; valid: cosine, linear, constant.")
+        raise ConfigError(f"Unknown schedule optimizer.schedule={opt_cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
 
 

@@ -37,8 +37,19 @@ class MeshError(UserError, ValueError):
 
 def mesh_shape(requested: dict, num_devices: int) -> dict:
     """Resolves ``-1`` (at most one) so the axes multiply to ``num_devices``. Fully explicit
-    sizes may use fewer devices than there are (e.g. a 1-device reference run)."""
-    sizes = {axis: int(requested.get(axis, 1)) for axis in MESH_AXES}
+    sizes may use fewer devices than there are (e.g. a 1-device reference run).
+
+    Raises:
+      MeshError: an unknown axis, a size that is not an integer >= 1 or -1, or sizes the
+        devices cannot form.
+    """
+    unknown = sorted(set(requested) - set(MESH_AXES))
+    if unknown:
+        raise MeshError(f"Unknown mesh axis {', '.join(unknown)}; valid: {', '.join(MESH_AXES)}.")
+    sizes = {axis: requested.get(axis, 1) for axis in MESH_AXES}
+    bad = {a: s for a, s in sizes.items() if isinstance(s, bool) or not isinstance(s, int) or not (s >= 1 or s == -1)}
+    if bad:
+        raise MeshError(f"Mesh axis sizes must be integers >= 1, or -1 to fill; got {bad}.")
     fill = [a for a, s in sizes.items() if s == -1]
     if len(fill) > 1:
         raise MeshError(f"At most one mesh axis may be -1 (fill); got {sizes}.")

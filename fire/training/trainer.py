@@ -6,10 +6,13 @@ initialisation from ``seed``. The data order and randomized positions (``train_p
 follow ``data_seed`` (-1: ``seed``).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import signal
+import threading
 import time
 from typing import Optional
 
@@ -22,20 +25,22 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
+from fire import config as fire_config
 from fire import data as fire_data
+from fire import workdir as workdir_lib
 from fire import xla
-from fire.checkpoint import Checkpointer, abstract_like, restore_params
+from fire.checkpoint import Checkpointer, abstract_like, fingerprints, latest_step, restore_params, step_folders
 from fire.config import from_axes
 from fire.data import Protocol
 from fire.errors import ConfigError, NonFiniteLossError
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn, padded_batches
 from fire.model import ModelConfig, Transformer, encoding_summary, token_nll, train_flops_per_token
-from fire.training import positions
+from fire.training import optim, positions
 from fire.training.metrics import MetricsWriter, Progress, log
 from fire.training.optim import learning_rate_schedule, make_optimizer
 from fire.training.sharding import RULES, batch_sharding, data_parallel_size, make_mesh
 from fire.utils import format_duration, round_up, to_mib
-from fire.workdir import Workdir
+from fire.workdir import Workdir, WorkdirError
 
 # Keys that may change between a run and its resumption without making it another run.
 RESUMABLE_CHANGES = (
@@ -49,11 +54,48 @@ def data_seed(config) -> int:
     return config.seed if config.data_seed == -1 else config.data_seed
 
 
+# Run-level counts that must be at least 1.
+POSITIVE = ("num_steps", "batch_size", "grad_accum_steps", "log_every", "checkpoint_every", "keep_checkpoints",
+            "eval_tokens")  # fmt: skip
+
+
+def _integer(config, key: str, low: int, meaning: str = "") -> None:
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key} must be an integer >= {low}{meaning}, got {value!r}.")
+
+
 def check_config(config, mesh) -> None:
-    """Every error a config can cause, before any compute."""
+    """Every value a user can set, checked before any compute and before anything is written:
+    the config's axes, the run's counts and seeds, the optimizer, the model and its encoding,
+    the data block, the mesh against the batch, and ``init_from``.
+
+    Raises:
+      ConfigError (or another UserError: DataError, MeshError, UnknownEncodingError): one line
+        naming the value and what it accepts.
+    """
+    fire_config.check(config)
+    for key in POSITIVE:
+        _integer(config, key, 1)
+    _integer(config, "eval_every", 0, " (0: only at the end)")
+    seeds = (config.seed, config.data_seed)
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or config.seed < 0 or config.data_seed < -1:
+        raise ConfigError(
+            f"seed must be >= 0 and data_seed >= 0 or -1 (the same as seed), got seed {config.seed} and "
+            f"data_seed {config.data_seed}."
+        )
+    _integer(config, "train_positions.max_position", 0, " (0: 16 x train_len)")
+    peak = config.peak_flops
+    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not math.isfinite(peak) or peak <= 0:
+        raise ConfigError(f"peak_flops must be a positive number (FLOP/s per device, for MFU), got {peak!r}.")
+    optim.check(config.optimizer)
+    fire_data.check_config(config.data)
+    model_config(config, vocab_size=1).build_encoding()  # the model block and encoding options
     dp = data_parallel_size(mesh)
-    micro = config.batch_size // max(config.grad_accum_steps, 1)
-    if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
+    micro = config.batch_size // config.grad_accum_steps
+    if config.batch_size % config.grad_accum_steps:
         raise ConfigError(
             f"batch_size {config.batch_size} does not divide into grad_accum_steps "
             f"{config.grad_accum_steps} micro-batches."
@@ -72,14 +114,18 @@ def check_config(config, mesh) -> None:
             f"The {tensor}-way tensor axis must divide num_heads ({config.model.num_heads}) "
             f"and d_ff ({config.model.d_ff})."
         )
-    if config.num_steps < 1:
-        raise ConfigError(f"num_steps must be positive, got {config.num_steps}.")
-    if config.seed < 0 or config.data_seed < -1:
+    if config.init_from and latest_step(config.init_from) is None:
         raise ConfigError(
-            f"seed must be >= 0 and data_seed >= 0 or -1 (the same as seed), got seed {config.seed} and "
-            f"data_seed {config.data_seed}."
+            f"init_from={config.init_from} holds no checkpoint to take weights from (a run's workdir is expected)."
         )
-    positions.max_position(config)
+
+
+def model_config(config, vocab_size: int) -> ModelConfig:
+    """The model of a run config, with the largest training position id its encoding must
+    hold. Raises ConfigError for model values it cannot honour."""
+    return dataclasses.replace(
+        ModelConfig.from_run_config(config, vocab_size), max_position=positions.max_position(config)
+    )
 
 
 def _flatten(d, prefix=""):
@@ -91,13 +137,18 @@ def _flatten(d, prefix=""):
 
 
 def check_workdir(config, workdir: str) -> None:
-    """A workdir holds one run: refuse a config that differs in anything but bookkeeping.
-    Fields the saved config has and this version's does not are not read, so not compared;
-    fields this version added are compared with their defaults."""
+    """A workdir holds one run: refuse a config that differs in anything but bookkeeping, once
+    the run has a checkpoint (before that, nothing is lost by starting afresh: a failed first
+    start does not tie the workdir to its config). Fields the saved config has and this
+    version's does not are not read, so not compared; fields this version added are compared
+    with their defaults."""
     paths = Workdir(workdir)
     if not paths.is_run():
         return
-    saved = _flatten(paths.read_config_dict())
+    try:
+        saved = _flatten(paths.read_config_dict())
+    except (OSError, ValueError) as e:
+        raise WorkdirError(f"{paths.config} cannot be read ({e}); the workdir is not a run this can resume.") from None
     current = _flatten(json.loads(config.to_json_best_effort()))
     # A field added after the run started ran with its behaviour-preserving default.
     defaults = _flatten(json.loads(from_axes(f"pe={config.pe}").to_json_best_effort()))
@@ -106,6 +157,11 @@ def check_workdir(config, workdir: str) -> None:
         (k for k in current if saved.get(k) != current[k] and not k.startswith(RESUMABLE_CHANGES)),
         key=lambda k: (k.count("."), k),  # top-level keys (pe, size, ...) first
     )
+    if changed and not step_folders(paths.checkpoints):
+        # A start that failed before its first checkpoint left nothing to resume: the
+        # corrected command is a new start, not another run.
+        log(f"{paths.config} is from a start that saved no checkpoint; replacing it.")
+        return
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
         raise ConfigError(
@@ -115,23 +171,40 @@ def check_workdir(config, workdir: str) -> None:
 
 
 class Preemption:
-    """SIGTERM sets a flag; the loop saves and exits at the next step boundary, all
-    processes at the same step."""
+    """SIGTERM (a preemption notice) and Ctrl-C (SIGINT) set a flag; the loop saves and exits
+    at the next step boundary, all processes at the same step. A second Ctrl-C exits at once
+    (KeyboardInterrupt), without saving."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
-        self.previous = signal.signal(signal.SIGTERM, self._handle)
+        self.requested = None  # the first signal received
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():  # handlers only install there
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
     def _handle(self, signum, frame):
-        self.requested = True
+        if signum == signal.SIGINT and self.requested is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt("a second Ctrl-C: stopped at once, without saving")
+        self.requested = self.requested or signal.Signals(signum)
+        if signum == signal.SIGINT and jax.process_index() == 0:
+            # os.write, not print: a handler may interrupt a print to the same stream.
+            os.write(1, b"Ctrl-C: saving at the end of this step, then stopping (Ctrl-C again to stop at once).\n")
 
     def reached(self) -> bool:
         if jax.process_count() == 1:
-            return self.requested
-        return bool(multihost_utils.process_allgather(np.array(self.requested)).any())
+            return self.requested is not None
+        return bool(multihost_utils.process_allgather(np.array(self.requested is not None)).any())
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C (not a preemption notice)."""
+        return self.requested == signal.SIGINT
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 @dataclasses.dataclass
@@ -156,10 +229,7 @@ def build(config, vocab_size: Optional[int] = None) -> TrainingSetup:
     mesh = make_mesh(config.mesh.to_dict())
     check_config(config, mesh)
     tokenizer = None if vocab_size else fire_data.get_tokenizer(config.data)
-    model_cfg = dataclasses.replace(
-        ModelConfig.from_run_config(config, vocab_size or tokenizer.vocab_size),
-        max_position=positions.max_position(config),
-    )
+    model_cfg = model_config(config, vocab_size or tokenizer.vocab_size)
     model_cfg.build_encoding()  # unknown or impossible encoding options fail here, before compute
     model = Transformer(model_cfg)
     tx = make_optimizer(config.optimizer, config.num_steps)
@@ -270,16 +340,18 @@ class Validation:
 
 
 def initial_state(run: TrainingSetup, checkpointer: Checkpointer, iterator):
+    """The state to start from: the newest usable checkpoint (a newer one that cannot be used is
+    moved aside, with a message), else ``init_from``'s weights, else a fresh initialisation."""
     config = run.config
-    step = checkpointer.latest_step()
-    if step is not None:
-        state, data_state = checkpointer.restore(step, run.abstract_state)
+    restored = checkpointer.restore_latest(run.abstract_state, log)
+    if restored is not None:
+        state, data_state, step = restored
         iterator.set_state(data_state)
         log(f"Resumed from {checkpointer.directory} at step {step}.")
         return state
     state = run.init_fn(jax.random.key(config.seed))
     if config.init_from:
-        params, from_step = restore_params(config.init_from, run.abstract_state["params"])
+        params, from_step = restore_params(config.init_from, run.abstract_state["params"], log=log)
         state = {**state, "params": params}
         log(f"Initialised weights from {config.init_from} (step {from_step}); optimizer and data start fresh.")
     return state
@@ -305,39 +377,78 @@ def compile_step(run: TrainingSetup, state=None, batch=None):
     return compiled
 
 
+@contextlib.contextmanager
+def _hold(workdir: str):
+    """The workdir for this run alone (``fire.workdir.exclusive``), taken by process 0; every
+    process fails together if it cannot be taken."""
+    if jax.process_count() == 1:
+        with workdir_lib.exclusive(workdir, log):
+            yield
+        return
+    with contextlib.ExitStack() as stack:
+        error = None
+        if jax.process_index() == 0:
+            try:
+                stack.enter_context(workdir_lib.exclusive(workdir, log))
+            except WorkdirError as e:
+                error = e
+        if not multihost_utils.process_allgather(np.array(error is None)).all():
+            raise error or WorkdirError(f"Process 0 could not take the workdir {workdir}; see its output.")
+        yield
+
+
 def train(config, workdir: str) -> dict:
-    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the
-    final metrics."""
-    check_workdir(config, workdir)
-    run = build(config)
-    fire_data.prepare(config.data, run.tokenizer)
-    iterator = fire_data.train_iterator(
-        config.data,
-        run.tokenizer,
-        config.train_len,
-        config.batch_size,
-        data_seed(config),
-        jax.process_index(),
-        jax.process_count(),
-    )
-    validation = Validation(run)
-    if jax.process_index() == 0:
-        Workdir(workdir).write_run_info(config)
-    checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-    writer = MetricsWriter(workdir)
-    preemption = Preemption()
-    try:
-        return _loop(run, workdir, iterator, validation, checkpointer, writer, preemption)
-    finally:
-        preemption.restore()
-        checkpointer.close()
-        writer.close()
-        iterator.close()
+    """Trains ``config`` in ``workdir`` (resuming if it holds checkpoints); returns the final
+    metrics.
+
+    Every value of ``config`` and the workdir's path are checked before any compute and before
+    anything is written; then the workdir is held for this process alone (released on any
+    exit). A failure of the run itself (a full disk, NaN, a damaged checkpoint with no usable
+    older one) is a :class:`fire.errors.UserError` with one line saying what to do; Ctrl-C
+    saves at the step boundary, then raises KeyboardInterrupt.
+    """
+    if not str(workdir or "").strip():
+        raise WorkdirError("The workdir is empty: give --workdir=DIR, where the run's files go.")
+    check_config(config, make_mesh(config.mesh.to_dict()))
+    Workdir(workdir).check_usable()
+    with _hold(workdir):
+        check_workdir(config, workdir)
+        run = build(config)
+        fire_data.prepare(config.data, run.tokenizer)
+        iterator = fire_data.train_iterator(
+            config.data,
+            run.tokenizer,
+            config.train_len,
+            config.batch_size,
+            data_seed(config),
+            jax.process_index(),
+            jax.process_count(),
+        )
+        resources = contextlib.ExitStack()
+        resources.callback(iterator.close)
+        try:
+            validation = Validation(run)
+            checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+            resources.callback(checkpointer.manager.close)
+            state = initial_state(run, checkpointer, iterator)
+            if jax.process_index() == 0:
+                Workdir(workdir).write_run_info(config)
+            writer = MetricsWriter(workdir, int(state["step"]))
+            resources.callback(writer.close)
+            preemption = Preemption()
+            resources.callback(preemption.restore)
+            final = _loop(run, workdir, state, iterator, validation, checkpointer, writer, preemption)
+            checkpointer.wait()  # a failed last save is reported, not lost in cleanup
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error in flight is the one to report
+                resources.close()
+            raise
+        resources.close()
+        return final
 
 
-def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) -> dict:
+def _loop(run, workdir, state, iterator, validation, checkpointer, writer, preemption) -> dict:
     config = run.config
-    state = initial_state(run, checkpointer, iterator)
     step = int(state["step"])
     log(
         f"{config.pe} | {config.size} | train_len {config.train_len} | {run.model_cfg.num_layers} layers, "
@@ -362,15 +473,23 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
     t_start = time.perf_counter()
     progress.start(step)
 
+    def kept() -> str:
+        newest = checkpointer.latest_step()
+        where = f"step {newest} in {checkpointer.directory}" if newest is not None else "none was saved"
+        return f"The last good checkpoint is kept ({where}). Lower optimizer.lr or raise warmup_steps."
+
     def finish(step_done, metrics_done):
         """Host-side work for a dispatched step: NaN guard and logs."""
-        loss = float(metrics_done["loss"])
-        if not math.isfinite(loss):
-            where = f"step {last_saved} in {checkpointer.directory}" if last_saved else "none was saved"
-            raise NonFiniteLossError(
-                f"The loss became {loss} at step {step_done}; stopping. The last good "
-                f"checkpoint is kept ({where}). Lower optimizer.lr or raise warmup_steps."
-            )
+        loss, grad_norm = float(metrics_done["loss"]), float(metrics_done["grad_norm"])
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            what = f"The loss became {loss}" if not math.isfinite(loss) else f"The gradient norm became {grad_norm}"
+            note = ""
+            if last_saved is not None and last_saved == step_done - 1:
+                # The checkpoint this step started from is finite but leads straight to NaN:
+                # not a state to resume or take weights from.
+                note = f" Step {last_saved} led straight to it, so its checkpoint was moved to "
+                note += f"{checkpointer.set_aside(last_saved)}."
+            raise NonFiniteLossError(f"{what} at step {step_done}; stopping.{note} {kept()}")
         if step_done % config.log_every == 0 or step_done == config.num_steps:
             scalars = {k: float(v) for k, v in jax.device_get(metrics_done).items()}
             scalars.update(progress.rates(step_done))
@@ -389,8 +508,17 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
         preempted = preemption.reached()
         save = last or preempted or step % config.checkpoint_every == 0
         if evaluate or save:
-            finish(*pending)  # a step's loss must be finite before it is saved
+            finish(*pending)  # the loss going into this step's update must be finite
             pending = None
+        if save:
+            # The loss above was computed before this step's update: what is saved is the
+            # state after it, so that is what must be finite.
+            meta = {"fingerprints": fingerprints(state)}
+            if not all(item["finite"] for item in meta["fingerprints"].values()):
+                raise NonFiniteLossError(
+                    f"The parameters or optimizer state became NaN or Inf in step {step}'s update (its loss and "
+                    f"gradient were finite); stopping without saving it. {kept()}"
+                )
         if evaluate:
             ev = validation(state["params"])
             log(
@@ -401,15 +529,18 @@ def _loop(run, workdir, iterator, validation, checkpointer, writer, preemption) 
             final.update(ev)
             progress.start(step)  # keep evaluation out of the throughput
         if save:
-            checkpointer.save(step, state, iterator.get_state())
+            checkpointer.save(step, state, iterator.get_state(), meta)
             last_saved = step
         if preempted and not last:
             checkpointer.wait()
-            log(f"Preempted: saved step {step} to {checkpointer.directory}; re-run the same command to resume.")
+            how = "Ctrl-C" if preemption.interrupted else "Preempted"
+            log(f"{how}: saved step {step} to {checkpointer.directory}; re-run the same command to resume.")
+            if preemption.interrupted:
+                raise KeyboardInterrupt(f"saved step {step}; re-run the same command to resume")
             return final
         if not last:
             batch = global_batch(run, next(iterator))
-    checkpointer.wait()
+    checkpointer.finish()
     log(
         f"Done: {step} steps in {format_duration(time.perf_counter() - t_start)}; checkpoints in "
         f"{checkpointer.directory}."

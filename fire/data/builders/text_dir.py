@@ -17,16 +17,31 @@ from fire.data.errors import DataError
 
 VALIDATION_FRACTION = 0.1
 SPLIT_FOLDERS = ("train", "validation")
+# How files become documents; part of the fingerprint, so a change re-prepares every folder.
+# 2: a UTF-8 byte-order mark at the start of a file is not text.
+DECODING = 2
 
 
 def _hash_fraction(name: str) -> float:
     return int(hashlib.sha256(name.encode()).hexdigest()[:15], 16) / 16**15
 
 
+def _given(path) -> str:
+    """``path``, unless it is empty: an empty path must never mean the current folder."""
+    if not str(path or "").strip():
+        raise DataError("data=text_dir needs --config.data.path=DIR, a folder of *.txt files; none was given.")
+    return str(path)
+
+
 def split_files(path) -> dict[str, list[pathlib.Path]]:
-    """{'train': [...], 'validation': [...]} of `*.txt` files under `path` (sorted)."""
-    root = pathlib.Path(path or "").expanduser()
-    if not path or not root.is_dir():
+    """{'train': [...], 'validation': [...]} of `*.txt` files under `path` (sorted).
+
+    Raises:
+      DataError: an empty or missing path (never the current folder by default), a folder
+        with too few files to split, or split subfolders of which one is empty.
+    """
+    root = pathlib.Path(_given(path)).expanduser()
+    if not root.is_dir():
         raise DataError(f"text_dir needs an existing folder as data.path; got {str(path)!r}.")
     subfolders = [s for s in SPLIT_FOLDERS if (root / s).is_dir()]
     if subfolders:
@@ -51,8 +66,8 @@ def split_files(path) -> dict[str, list[pathlib.Path]]:
 
 def fingerprint(path) -> str:
     """Identifies the folder's current content (names, sizes, mtimes) for caching."""
-    root = pathlib.Path(path).expanduser().absolute()
-    h = hashlib.sha256(str(root).encode())
+    root = pathlib.Path(_given(path)).expanduser().absolute()
+    h = hashlib.sha256(f"{root}\0decoding {DECODING}".encode())
     for split, files in split_files(root).items():
         for f in files:
             st = f.stat()
@@ -61,9 +76,12 @@ def fingerprint(path) -> str:
 
 
 def read_text(file: pathlib.Path) -> str:
+    """The file's text: UTF-8, without a leading byte-order mark (a marker, not text).
+
+    Raises DataError for bytes that are not UTF-8 (a binary file), naming the offset."""
     data = file.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise DataError(
             f"{file} is not UTF-8 text: byte {data[e.start]:#04x} at offset {e.start} of {len(data)} cannot be decoded."
