@@ -91,6 +91,7 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
     batch, lr = OPTIMISATION[size]
 
     c = ml_collections.ConfigDict()
+    c.name = ""  # the run's label in tables and figures; '': the encoding and what differs from its defaults
     c.seed = 0  # model initialisation (and the data order unless data_seed is set)
     c.data_seed = -1  # the training stream's order and randomized positions; -1: the same as seed
     c.pe = pe
@@ -151,6 +152,7 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
 
 # What each key means, for `train.py --print_config` (encoding options: their class's field comments).
 HELP = {
+    "name": "the run's label in tables and figures; '': the encoding and what differs from its defaults",
     "seed": "model initialisation (and the data order unless data_seed is set)",
     "data_seed": "the training stream's order and randomized positions; -1: the same as seed",
     "pe": "position encoding (an axis: configs/lm.py:pe=NAME)",

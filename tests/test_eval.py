@@ -257,6 +257,8 @@ def test_labels_say_what_differs_from_the_encoding_defaults():
     config.unlock()
     config.encoding.interpolate, config.encoding.L0 = False, 128.0  # L0 at the training length is its default
     assert eval_runs.describe(config) == "fire@128 (interpolate=False)"
+    config.name = "FIRE, no interpolation"
+    assert eval_runs.describe(config) == "FIRE, no interpolation"
 
 
 def test_a_results_folder_grows_and_globs_reach_nested_runs(runs, tmp_path):

@@ -136,9 +136,12 @@ def expand_workdirs(patterns) -> list:
 
 
 def describe(config) -> str:
-    """A run's label: ``pe@train_len``, then the encoding options that differ from the
-    encoding's defaults (an option whose default 0 stands for the training length counts as
-    default at that value), e.g. ``fire@128 (interpolate=False)``."""
+    """A run's label: its config's ``name`` if it has one, else ``pe@train_len``, then the
+    encoding options that differ from the encoding's defaults (an option whose default 0
+    stands for the training length counts as default at that value), e.g.
+    ``fire@128 (interpolate=False)``."""
+    if config.get("name"):
+        return config.name
     defaults = default_options(config.pe)
     changed = [
         f"{k}={v}"

@@ -45,7 +45,7 @@ from fire.workdir import Workdir, WorkdirError
 # Keys that may change between a run and its resumption without making it another run.
 RESUMABLE_CHANGES = (
     "num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "init_from", "mesh",
-    "peak_flops", "data.num_workers", "data.data_dir",
+    "peak_flops", "data.num_workers", "data.data_dir", "name",
 )  # fmt: skip
 
 
