@@ -14,7 +14,7 @@ from fire.errors import UserError
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # Libraries that log their own view of a failure (with tracebacks, from their threads) that the
-# command line already reports as one line: quiet unless --verbosity is given.
+# command line already reports as one line: their errors are quiet unless --verbosity is given.
 QUIET_LIBRARIES = ("orbax", "tensorstore", "grain", "tensorflow_datasets")
 
 
@@ -97,9 +97,14 @@ def run_app(main: Callable[[list], object], check_argv: Optional[Callable[[list]
 
 
 class _Quiet(py_logging.Filter):
+    """Drops the libraries' ERROR records (their echo of a failure reported as one line);
+    their warnings and CRITICAL records pass."""
+
     def filter(self, record) -> bool:
+        if record.levelno != py_logging.ERROR:
+            return True
         path = record.pathname.replace(os.sep, "/")
-        return record.levelno >= py_logging.CRITICAL or not any(f"/{lib}/" in path for lib in QUIET_LIBRARIES)
+        return not any(f"/{lib}/" in path for lib in QUIET_LIBRARIES)
 
 
 def _from_libraries(unraisable) -> bool:
@@ -116,9 +121,9 @@ def _quiet_unraisable(unraisable) -> None:
 
 
 def quiet_libraries() -> None:
-    """Drops the storage and data libraries' log records below CRITICAL and the unraisable
-    exceptions of their threads: they echo failures the command line reports itself (one
-    line), with tracebacks."""
+    """Drops the storage and data libraries' ERROR records and the unraisable exceptions of
+    their threads: they echo failures the command line reports itself (one line), with
+    tracebacks."""
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # orbax and grain log every save at INFO
