@@ -90,6 +90,7 @@ def test_data_seed_defaults_to_seed_and_old_workdirs_still_resume(tmp_path):
     del saved["data_seed"], saved["train_positions"]
     with open(Workdir(str(tmp_path)).config, "w") as f:
         json.dump(saved, f)
+    os.makedirs(os.path.join(Workdir(str(tmp_path)).checkpoints, "4"))  # the old run has a checkpoint
     check_workdir(config, str(tmp_path))
     config.train_positions.randomize = True
     with pytest.raises(ConfigError, match="train_positions.randomize: False -> True"):
