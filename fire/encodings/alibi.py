@@ -26,6 +26,7 @@ class ALiBi(PositionEncoding):
     constant and so gives the same softmax; this form makes the bias itself comparable."""
 
     additive = True
+    distance_only = True
 
     def bias_fn(self, seq_len):
         slopes_H = jnp.asarray(alibi_slopes(self.num_heads), jnp.float32)

@@ -10,6 +10,11 @@ asks which encoding it is talking to:
   use the same for both; xPos-style encodings scale them differently).
 * ``bias_fn(seq_len)``: a pure function ``bias(q_pos_BxQ, k_pos_BxK) -> BxHxQxK`` added
   to the scaled logits ``q.k / sqrt(d_head)`` before the causal mask (additive encodings).
+  An additive encoding whose bias depends on the distance ``i - j`` alone (on every row,
+  or on the rows up to some position) also describes it by :meth:`PositionEncoding.distance_bias`,
+  a table over distances: for ordinary positions ``0..T-1`` attention then computes ``T``
+  values per head and reads them along the diagonals, instead of evaluating the bias at
+  every (query, key) pair.
 
 Hooks return pure closures over the encoding's parameters, read once outside any JAX
 transform, so attention can evaluate a bias on any grid of positions: once per forward,
@@ -61,6 +66,19 @@ class Rotation(NamedTuple):
         return cls(rotate, rotate)
 
 
+class DistanceBias(NamedTuple):
+    """A bias that depends on the distance alone: ``bias[h, i, j] = table(N)[h, i - j]``.
+
+    ``table(N)`` returns the ``HxN`` bias at distances ``0..N-1`` (float32). It holds on the
+    rows whose query position is ``<= up_to_row`` (a scalar, possibly traced, e.g. FIRE's
+    learned threshold), or on every row when ``up_to_row`` is None; other rows take the
+    encoding's ``bias_fn``.
+    """
+
+    table: Callable[[int], Array]
+    up_to_row: Optional[Array] = None
+
+
 class PositionEncoding(nn.Module):
     """Base class: contributes nothing (which is exactly NoPE).
 
@@ -76,6 +94,8 @@ class PositionEncoding(nn.Module):
       additive: ``bias_fn`` returns a bias.
       plot_bias: the learned bias is the point of the encoding: the length sweep plots it
         against distance.
+      distance_only: ``bias_fn`` depends on ``i - j`` alone (clamped at 0), so the base
+        class's :meth:`distance_bias` derives the table from it.
     """
 
     num_heads: int
@@ -86,6 +106,7 @@ class PositionEncoding(nn.Module):
     shared: ClassVar[bool] = True
     additive: ClassVar[bool] = False
     plot_bias: ClassVar[bool] = False
+    distance_only: ClassVar[bool] = False
     # Numeric options must be finite and >= 0 (0 often means "from the run"); these also > 0.
     positive_options: ClassVar[tuple] = ()
 
@@ -143,6 +164,19 @@ class PositionEncoding(nn.Module):
 
     def bias_fn(self, seq_len: int) -> Optional[BiasFn]:
         return None
+
+    def distance_bias(self, seq_len: int) -> Optional[DistanceBias]:
+        """The bias as a table over distances where it depends on ``i - j`` alone (see
+        :class:`DistanceBias`); None where it never does. By default, for ``distance_only``
+        encodings, ``bias_fn`` evaluated on one column: queries at ``0..N-1``, the key at 0."""
+        bias = self.bias_fn(seq_len) if self.distance_only else None
+        if bias is None:
+            return None
+
+        def table(N):
+            return bias(jnp.arange(N, dtype=jnp.int32)[None], jnp.zeros((1, 1), jnp.int32))[0, :, :, 0]
+
+        return DistanceBias(table)
 
     def summary(self) -> dict:
         """Learned parameters worth logging over training, as ``{name: scalar or [H]}``."""

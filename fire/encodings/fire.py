@@ -31,7 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fire.encodings.base import BiasFn, PositionEncoding, heads_first, relative_distance
+from fire.encodings.base import BiasFn, DistanceBias, PositionEncoding, heads_first, relative_distance
 from fire.errors import ConfigError
 
 
@@ -117,6 +117,28 @@ class FIRE(PositionEncoding):
             return heads_first(mlp(layers, inputs(q_pos, k_pos)))
 
         return bias
+
+    def distance_bias(self, seq_len) -> Optional[DistanceBias]:
+        """Where the normaliser is one constant, the bias depends on ``i - j`` alone: on rows
+        ``i <= L`` with the threshold (the normaliser is ``psi(L)``, or ``psi(cap)`` with a cap
+        below ``L``, which then holds on every row), on every row without interpolation.
+        Without the threshold the normaliser changes with every row: None."""
+        if self.interpolate and not self.threshold:
+            return None
+        c, L = jnp.abs(self.c), self.threshold_L()
+        layers = self.layers
+        reference = jnp.minimum(L, self.normalizer_cap) if self.normalizer_cap else L
+
+        def table(N):
+            x = self.psi(jnp.arange(N, dtype=jnp.float32), c)
+            if self.interpolate:
+                x = x / (self.psi(reference, c) + self.eps)
+            return mlp(layers, x).T
+
+        if not self.interpolate:
+            return DistanceBias(table)
+        up_to_row = jnp.where(L >= self.normalizer_cap, jnp.inf, L) if self.normalizer_cap else L
+        return DistanceBias(table, up_to_row)
 
 
 def mlp(layers, x):

@@ -31,6 +31,7 @@ def uniform_via(inverse, high):
 class _Kerple(PositionEncoding):
     shared = False  # one kernel per layer, as in the official code
     additive = True
+    distance_only = True
 
     def setup(self):
         self.raw_r1 = self.param("raw_r1", uniform_via(inverse_softplus, 2.0), (self.num_heads,))

@@ -15,6 +15,7 @@ class Sandwich(PositionEncoding):
     """
 
     additive = True
+    distance_only = True
 
     positive_options = ("base",)
 

@@ -24,6 +24,7 @@ class T5Bias(PositionEncoding):
     """A learned scalar per (bucket, head); shared across layers as in T5."""
 
     additive = True
+    distance_only = True
 
     positive_options = ("num_buckets", "max_distance")
 

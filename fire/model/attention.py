@@ -6,6 +6,12 @@
   from position ids, so peak memory grows linearly with the length: what lets a CPU
   evaluate at 32K+ tokens. Key blocks wholly after the query block are skipped.
 
+On both paths a bias that depends on the distance alone (``DistanceBias``: T5, ALiBi,
+KERPLE, Sandwich, and FIRE on the rows up to its threshold) is computed once per forward
+over the distances ``0..T-1`` and read along the diagonals (:func:`toeplitz`) when the
+positions are the ordinary ``0..T-1``, instead of being evaluated at every (query, key)
+pair.
+
 The causal mask is by index in the sequence; the bias is by position id. The two are the
 same for ordinary inputs, and position ids may differ (offsets, randomized positions).
 Every additive bias goes on the *scaled* logits ``q.k / sqrt(d_head)``.
@@ -23,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fire.encodings.base import BiasFn, Rotation
+from fire.encodings.base import BiasFn, DistanceBias, Rotation
 from fire.model.config import IMPLEMENTATIONS
 from fire.model.layers import Projection
 from fire.utils import ceil_div
@@ -91,17 +97,55 @@ def causal_bias(bias_fn: BiasFn, positions_BxT, tile: Optional[int] = None):
     return materialize(_bias_in_row_tiles(bias_fn, positions_BxT, positions_BxT, tile, causal=True))
 
 
+def toeplitz(window_HxW, Q: int, K: int):
+    """``out[h, a, b] = window[h, a - b + K - 1]``: the ``HxQxK`` array whose diagonals are
+    the ``W = Q + K - 1`` values of ``window`` (the first column bottom-up, then the first
+    row). Built by the skew trick (tile the reversed window, flatten, cut rows one shorter),
+    so the forward is a copy and its transpose a sum over the tiles: dense memory passes,
+    not a gather and a scatter-add."""
+    u_HxW = window_HxW[:, ::-1]  # out[h, a, b] = u[h, Q - 1 - a + b]
+    H, W = u_HxW.shape
+    if W != Q + K - 1:
+        raise ValueError(f"a {Q}x{K} Toeplitz array needs {Q + K - 1} diagonal values, got {W}.")
+    if Q == 1:
+        return u_HxW[:, None, :K]
+    flat = jnp.broadcast_to(u_HxW[:, None], (H, Q + 1, W)).reshape(H, (Q + 1) * W)
+    return flat[:, Q - 1 : Q - 1 + Q * (W - 1)].reshape(H, Q, W - 1)[:, :, :K]
+
+
+def padded_distance_table(distance: DistanceBias, num_distances: int, pad: int):
+    """``distance.table(num_distances)`` with ``pad`` copies of distance 0's column in front:
+    ``HxN``, column ``pad + d`` for distance ``d``, and distances ``-pad..-1`` (keys after the
+    query, which attention masks) valued as distance 0, as ``relative_distance`` clamps."""
+    table_HxD = distance.table(num_distances)
+    return jnp.concatenate([jnp.repeat(table_HxD[:, :1], pad, axis=1), table_HxD], axis=1)
+
+
+def diagonal_tile(padded_HxN, offset, Q: int, K: int):
+    """The ``1xHxQxK`` tile of a distance bias whose row ``a``, column ``b`` is at distance
+    ``offset + a - b`` (``offset``: first row's index minus first column's, may be traced),
+    from :func:`padded_distance_table` with ``pad = K - 1``."""
+    window = jax.lax.dynamic_slice_in_dim(padded_HxN, offset, Q + K - 1, axis=1)
+    return toeplitz(window, Q, K)[None]
+
+
 @dataclasses.dataclass(frozen=True)
 class PositionBias:
     """An encoding's additive bias in the form an attention path consumes: the dense
-    ``BxHxTxT`` array (dense path) or the bias function, evaluated per tile (blockwise)."""
+    ``BxHxTxT`` array (dense path) or the bias function evaluated per tile (blockwise), with
+    its distance table where it has one and the positions are ordinary."""
 
     dense: Optional[jnp.ndarray] = None
     per_tile: Optional[BiasFn] = None
+    distance: Optional[DistanceBias] = None
 
 
 def position_bias(
-    bias_fn: Optional[BiasFn], positions_BxT, impl: str, cache_positions_1xS=None
+    bias_fn: Optional[BiasFn],
+    positions_BxT,
+    impl: str,
+    cache_positions_1xS=None,
+    distance: Optional[DistanceBias] = None,
 ) -> Optional[PositionBias]:
     """How a bias is computed, decided here and nowhere else.
 
@@ -109,9 +153,11 @@ def position_bias(
     per layer otherwise. On the dense path the bias is computed right away over the causal
     triangle (:func:`causal_bias`, position batch 1 unless positions differ per example);
     on the blockwise path it is computed per tile inside the loop, so memory stays linear.
-    A decode step (``cache_positions_1xS``: its cache's slots) takes the dense path for
-    whatever ``impl``: its few query rows against every slot, ``BxHxTxS``, whose slots past
-    the query attention masks.
+    ``distance`` (the encoding's :class:`DistanceBias`, passed only when ``positions_BxT`` is
+    ``0..T-1``) replaces the pairwise evaluation by a table read along the diagonals on the
+    rows where it holds. A decode step (``cache_positions_1xS``: its cache's slots) takes the
+    dense path for whatever ``impl``: its few query rows against every slot, ``BxHxTxS``,
+    whose slots past the query attention masks.
     """
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
@@ -119,9 +165,16 @@ def position_bias(
         return None
     if cache_positions_1xS is not None:
         return PositionBias(dense=materialize(bias_fn(positions_BxT, cache_positions_1xS)))
-    if impl == "dense":
+    if impl == "blockwise":
+        return PositionBias(per_tile=bias_fn, distance=distance)
+    if distance is None:
         return PositionBias(dense=causal_bias(bias_fn, positions_BxT))
-    return PositionBias(per_tile=bias_fn)
+    T = positions_BxT.shape[1]
+    from_table = lambda: diagonal_tile(padded_distance_table(distance, T, T - 1), 0, T, T)
+    if distance.up_to_row is None:
+        return PositionBias(dense=materialize(from_table()))
+    pairwise = lambda: causal_bias(bias_fn, positions_BxT)
+    return PositionBias(dense=materialize(jax.lax.cond(T - 1 <= distance.up_to_row, from_table, pairwise)))
 
 
 def causal_bias_tile(T: int) -> int:
@@ -149,10 +202,18 @@ def _blocks(x, n_blocks, block):
 
 
 def blockwise_attention(
-    q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, positions_BxT, bias_fn: Optional[BiasFn], block_size: int = 512
+    q_BxTxHxD,
+    k_BxTxHxD,
+    v_BxTxHxD,
+    positions_BxT,
+    bias_fn: Optional[BiasFn],
+    block_size: int = 512,
+    distance: Optional[DistanceBias] = None,
 ):
     """Causal attention in ``block_size`` tiles with the bias computed per tile (in row
-    tiles of ``BIAS_TILE_ROWS``, which keeps FIRE's hidden layer in cache).
+    tiles of ``BIAS_TILE_ROWS``, which keeps FIRE's hidden layer in cache), or, given the
+    encoding's ``distance`` table (ordinary positions only), read from it on the query
+    blocks whose rows it covers.
 
     ``positions_BxT`` may have batch 1 (broadcast over examples). Lengths that are not a
     multiple of the block are padded at the end: padded keys come after every real query,
@@ -170,6 +231,17 @@ def blockwise_attention(
     pos_blocks = _blocks(positions_BxT, n, block)
     scale = 1.0 / math.sqrt(D)
     offsets = jnp.arange(block)
+    if distance is not None:
+        padded_HxN = padded_distance_table(distance, n * block, block - 1)
+
+    def tile_bias(qi, ki, qpos_BxQ, kpos_BxK):
+        pairwise = lambda: _bias_in_row_tiles(bias_fn, qpos_BxQ, kpos_BxK, BIAS_TILE_ROWS, causal=False)
+        if distance is None:
+            return pairwise()
+        from_table = lambda: diagonal_tile(padded_HxN, (qi - ki) * block, block, block)
+        if distance.up_to_row is None:
+            return from_table()
+        return jax.lax.cond((qi + 1) * block - 1 <= distance.up_to_row, from_table, pairwise)
 
     def query_block(_, xs):
         qi, q_BxQxHxD, qpos_BxQ = xs
@@ -183,7 +255,7 @@ def blockwise_attention(
                 s = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD, preferred_element_type=jnp.float32)
                 s = s * scale
                 if bias_fn is not None:
-                    s = s + _bias_in_row_tiles(bias_fn, qpos_BxQ, kpos_BxK, BIAS_TILE_ROWS, causal=False)
+                    s = s + tile_bias(qi, ki, qpos_BxQ, kpos_BxK)
                 k_idx = ki * block + offsets
                 s = jnp.where(q_idx[:, None] >= k_idx[None, :], s, _MASKED)
                 new_max = jnp.maximum(max_BxHxQ, s.max(-1))
@@ -263,7 +335,13 @@ class CausalSelfAttention(nn.Module):
             out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense)
         elif impl == "blockwise":
             out_BxTxHxD = blockwise_attention(
-                q, k, v, positions_BxT, None if bias is None else bias.per_tile, block_size
+                q,
+                k,
+                v,
+                positions_BxT,
+                None if bias is None else bias.per_tile,
+                block_size,
+                None if bias is None else bias.distance,
             )
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")

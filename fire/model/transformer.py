@@ -65,14 +65,25 @@ class Block(nn.Module):
     def encoding(self):
         return self.shared_encoding if self.shared_encoding is not None else self.own_encoding
 
-    def __call__(self, x_BxTxD, positions_BxT, seq_len: int, impl: str, shared_bias=None, cache=None, cache_index=None):
-        """``(x_BxTxD, KVCache)``; ``cache`` and ``cache_index`` decode (see CausalSelfAttention)."""
+    def __call__(
+        self,
+        x_BxTxD,
+        positions_BxT,
+        seq_len: int,
+        impl: str,
+        shared_bias=None,
+        cache=None,
+        cache_index=None,
+        ordinary_positions: bool = False,
+    ):
+        """``(x_BxTxD, KVCache)``; ``cache`` and ``cache_index`` decode (see CausalSelfAttention);
+        ``ordinary_positions``: ``positions_BxT`` is ``0..T-1`` (distance tables apply)."""
         dtype = DTYPES[self.cfg.dtype]
         enc = self.encoding
         bias = (
             shared_bias
             if self.shared_encoding is not None
-            else position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache))
+            else _bias(enc, seq_len, positions_BxT, impl, cache, ordinary_positions)
         )
         h, kv = self.attention(
             self.attn_norm(x_BxTxD).astype(dtype),
@@ -87,6 +98,11 @@ class Block(nn.Module):
         x_BxTxD = x_BxTxD + h.astype(jnp.float32)
         x_BxTxD = x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD).astype(dtype)).astype(jnp.float32)
         return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed")), kv
+
+
+def _bias(enc, seq_len, positions_BxT, impl, cache, ordinary_positions):
+    distance = enc.distance_bias(seq_len) if ordinary_positions and cache is None else None
+    return position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache), distance)
 
 
 class Transformer(nn.Module):
@@ -124,9 +140,10 @@ class Transformer(nn.Module):
     def hidden(self, tokens_BxT, positions_BxT=None, *, seq_len=None, impl=None):
         """The final-normed hidden states ``BxTxD`` (float32)."""
         T = tokens_BxT.shape[1]
-        if positions_BxT is None:
+        ordinary = positions_BxT is None
+        if ordinary:
             positions_BxT = jnp.arange(T, dtype=jnp.int32)[None]
-        return self._forward(tokens_BxT, positions_BxT, seq_len or T, impl or self.cfg.attention)[0]
+        return self._forward(tokens_BxT, positions_BxT, seq_len or T, impl or self.cfg.attention, ordinary=ordinary)[0]
 
     def prefill(self, prompt_BxP, max_len: int, *, impl: Optional[str] = None):
         """The start of generation: the ordinary forward over a prompt at positions ``0..P-1``.
@@ -141,7 +158,7 @@ class Transformer(nn.Module):
         """
         P = prompt_BxP.shape[1]
         positions_1xP = jnp.arange(P, dtype=jnp.int32)[None]
-        hidden_BxPxD, kvs = self._forward(prompt_BxP, positions_1xP, max_len, impl or self.cfg.attention)
+        hidden_BxPxD, kvs = self._forward(prompt_BxP, positions_1xP, max_len, impl or self.cfg.attention, ordinary=True)
         pad = lambda x: jnp.pad(x, [(0, 0), (0, max_len - P), (0, 0), (0, 0)])
         return self.logits(hidden_BxPxD[:, -1]), tuple(KVCache(pad(kv.k), pad(kv.v)) for kv in kvs)
 
@@ -156,8 +173,11 @@ class Transformer(nn.Module):
         hidden_Bx1xD, caches = self._forward(token_Bx1, positions_1x1, seq_len, "dense", caches, index)
         return self.logits(hidden_Bx1xD[:, 0]), caches
 
-    def _forward(self, tokens_BxT, positions_BxT, seq_len: int, impl: str, caches=None, cache_index=None):
-        """Embedding, blocks and final norm: ``(hidden_BxTxD, per-layer KVCache)``."""
+    def _forward(
+        self, tokens_BxT, positions_BxT, seq_len: int, impl: str, caches=None, cache_index=None, ordinary=False
+    ):
+        """Embedding, blocks and final norm: ``(hidden_BxTxD, per-layer KVCache)``. ``ordinary``:
+        ``positions_BxT`` is ``0..T-1`` (position biases may then come from distance tables)."""
         x = self.embed(tokens_BxT).astype(jnp.float32)
         shared_bias = None
         if self.encoding is not None:
@@ -165,12 +185,11 @@ class Transformer(nn.Module):
             if absolute is not None:
                 x = x + absolute
             # Once, for all layers (a decode step's: one row against every cache slot).
-            slots_1xS = cache_positions(caches[0]) if caches else None
-            shared_bias = position_bias(self.encoding.bias_fn(seq_len), positions_BxT, impl, slots_1xS)
+            shared_bias = _bias(self.encoding, seq_len, positions_BxT, impl, caches[0] if caches else None, ordinary)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         kvs = []
         for block, cache in zip(self.blocks, caches or [None] * len(self.blocks)):
-            x, kv = block(x, positions_BxT, seq_len, impl, shared_bias, cache, cache_index)
+            x, kv = block(x, positions_BxT, seq_len, impl, shared_bias, cache, cache_index, ordinary)
             kvs.append(kv)
         return self.final_norm(x), tuple(kvs)
 
