@@ -13,6 +13,10 @@ the paper's listing. Each piece is an ablation flag:
 * ``threshold``: normalise by ``psi(max(L, i))`` rather than ``psi(i)``, so short
   sequences are not squashed onto a coarse grid.
 
+``f_theta`` with the paper's one hidden layer is evaluated exactly as the piecewise-linear
+function it is (:func:`piecewise_linear`): per element, two counts of knots and two table
+reads instead of ``mlp_width * (num_heads + 2)`` multiply-adds; deeper MLPs run as the MLP.
+
 ``FIRE`` has its own parameters in every layer; ``FIRE-S`` (``shared=True``) is one module
 for all layers, whose bias the model computes once per forward.
 
@@ -25,6 +29,7 @@ evaluated with the cap at the training length, stay flat to 16x the training len
 plain FIRE degrades.
 """
 
+import functools
 from typing import Optional
 
 import flax.linen as nn
@@ -111,10 +116,10 @@ class FIRE(PositionEncoding):
 
     def bias_fn(self, seq_len) -> Optional[BiasFn]:
         inputs = self.inputs_fn()
-        layers = self.layers  # read here, outside any transform
+        f = f_theta(self.layers)  # parameters read here, outside any transform
 
         def bias(q_pos, k_pos):
-            return heads_first(mlp(layers, inputs(q_pos, k_pos)))
+            return heads_first(f(inputs(q_pos, k_pos)))
 
         return bias
 
@@ -126,14 +131,14 @@ class FIRE(PositionEncoding):
         if self.interpolate and not self.threshold:
             return None
         c, L = jnp.abs(self.c), self.threshold_L()
-        layers = self.layers
+        f = f_theta(self.layers)
         reference = jnp.minimum(L, self.normalizer_cap) if self.normalizer_cap else L
 
         def table(N):
             x = self.psi(jnp.arange(N, dtype=jnp.float32), c)
             if self.interpolate:
                 x = x / (self.psi(reference, c) + self.eps)
-            return mlp(layers, x).T
+            return f(x).T
 
         if not self.interpolate:
             return DistanceBias(table)
@@ -141,13 +146,73 @@ class FIRE(PositionEncoding):
         return DistanceBias(table, up_to_row)
 
 
+def f_theta(layers):
+    """``x_... -> ...xH``: :func:`piecewise_linear` for one hidden layer, else :func:`mlp`."""
+    return piecewise_linear(layers) if len(layers) == 2 else functools.partial(mlp, layers)
+
+
 def mlp(layers, x):
-    """``f_theta`` with ReLU between layers: ``x_...`` -> ``..xH``."""
+    """``f_theta`` with ReLU between layers: ``x_...`` -> ``..xH``. The reference."""
     (kernel_1xW, bias_W), *rest = layers
     h = x[..., None] * kernel_1xW[0] + bias_W  # the 1-input layer as a broadcast, not a K=1 matmul
     for kernel, bias in rest:
         h = jax.nn.relu(h) @ kernel + bias
     return h
+
+
+def piecewise_linear(layers):
+    """The one-hidden-layer ``f_theta`` as the piecewise-linear function it is, exactly.
+
+    ``f(x) = c2 + sum_w W2[w] relu(a_w x + b_w)``: unit ``w`` is active where ``a_w x + b_w > 0``,
+    i.e. for ``a_w > 0`` past its knot ``k_w = -b_w / a_w`` and for ``a_w < 0`` before it, so on
+    each piece between knots ``f`` is ``slope * x + intercept`` with the sums of ``a_w W2[w]``
+    and ``b_w W2[w]`` over the active units. The rising units' knots and the falling units'
+    knots are sorted separately; per element, ``#{rising knots < x}`` and ``#{falling knots <= x}``
+    index prefix and suffix sums of their coefficients. At a knot both counts leave the unit
+    out, as JAX's ``relu'(0) = 0`` does, so gradients match :func:`mlp`'s everywhere. Units
+    with ``a_w = 0`` are constant (active where ``b_w > 0``).
+
+    Gradients reach every parameter through the tables (a gather's transpose: sums over
+    the elements of each piece) and ``x`` through the slope. Costs per element: ``2 W``
+    comparisons and two reads of ``2 H`` values, against ``W (H + 2)`` multiply-adds.
+
+    Args:
+      layers: ``[(kernel_1xW, bias_W), (kernel_WxH, bias_H)]``.
+    Returns:
+      ``f(x_...) -> ...xH``, equal to ``mlp(layers, x)`` up to float32 rounding.
+    """
+    (kernel_1xW, b_W), (W2_WxH, c2_H) = layers
+    a_W = kernel_1xW[0]
+    H = W2_WxH.shape[1]
+    coefficients_Wx2H = jnp.concatenate([a_W[:, None] * W2_WxH, b_W[:, None] * W2_WxH], axis=1)
+
+    def sorted_sums(units_W, suffix: bool):
+        """Knots of ``units`` sorted (others at +inf, never counted) and the sums of their
+        coefficients over the first ``m`` (prefix) or all but the first ``m`` (suffix), m = 0..W."""
+        knots_W = jnp.where(units_W, -b_W / jnp.where(units_W, a_W, 1.0), jnp.inf)
+        order_W = jnp.argsort(knots_W)
+        terms_Wx2H = (coefficients_Wx2H * units_W[:, None])[order_W]
+        zero_1x2H = jnp.zeros_like(terms_Wx2H[:1])
+        if suffix:
+            sums = jnp.concatenate([jnp.cumsum(terms_Wx2H[::-1], axis=0)[::-1], zero_1x2H])
+        else:
+            sums = jnp.concatenate([zero_1x2H, jnp.cumsum(terms_Wx2H, axis=0)])
+        return knots_W[order_W], sums
+
+    rising_knots_W, rising_sums = sorted_sums(a_W > 0, suffix=False)
+    falling_knots_W, falling_sums = sorted_sums(a_W < 0, suffix=True)
+    # Flat units (a_w = 0) and the output bias: the same on every piece; folded into one table.
+    flat_W = a_W == 0
+    constant_2H = jnp.concatenate([(a_W * flat_W * (b_W > 0)) @ W2_WxH, (jax.nn.relu(b_W) * flat_W) @ W2_WxH + c2_H])
+    falling_sums = falling_sums + constant_2H
+
+    def f(x):
+        rising = jnp.sum(x[..., None] > rising_knots_W, axis=-1)
+        falling = jnp.sum(x[..., None] >= falling_knots_W, axis=-1)
+        pieces_x2H = rising_sums[rising] + falling_sums[falling]
+        return pieces_x2H[..., :H] * x[..., None] + pieces_x2H[..., H:]
+
+    return f
 
 
 def _torch_linear_init(fan_in):

@@ -100,17 +100,16 @@ def causal_bias(bias_fn: BiasFn, positions_BxT, tile: Optional[int] = None):
 def toeplitz(window_HxW, Q: int, K: int):
     """``out[h, a, b] = window[h, a - b + K - 1]``: the ``HxQxK`` array whose diagonals are
     the ``W = Q + K - 1`` values of ``window`` (the first column bottom-up, then the first
-    row). Built by the skew trick (tile the reversed window, flatten, cut rows one shorter),
-    so the forward is a copy and its transpose a sum over the tiles: dense memory passes,
-    not a gather and a scatter-add."""
-    u_HxW = window_HxW[:, ::-1]  # out[h, a, b] = u[h, Q - 1 - a + b]
-    H, W = u_HxW.shape
+    row). Row ``a`` is one contiguous slice of the reversed window, so the forward is a
+    gather of whole rows and its transpose a scatter-add of whole rows (measured on a CPU
+    at ``4x512x512``: about as fast as adding a broadcast bias, and 4x faster than the skew
+    trick of tiling and re-cutting rows, whose index arithmetic is per element)."""
+    H, W = window_HxW.shape
     if W != Q + K - 1:
         raise ValueError(f"a {Q}x{K} Toeplitz array needs {Q + K - 1} diagonal values, got {W}.")
-    if Q == 1:
-        return u_HxW[:, None, :K]
-    flat = jnp.broadcast_to(u_HxW[:, None], (H, Q + 1, W)).reshape(H, (Q + 1) * W)
-    return flat[:, Q - 1 : Q - 1 + Q * (W - 1)].reshape(H, Q, W - 1)[:, :, :K]
+    reversed_HxW = window_HxW[:, ::-1]  # out[h, a, b] = reversed[h, Q - 1 - a + b]
+    row = lambda a: jax.lax.dynamic_slice_in_dim(reversed_HxW, Q - 1 - a, K, axis=1)
+    return jax.vmap(row, out_axes=1)(jnp.arange(Q))
 
 
 def padded_distance_table(distance: DistanceBias, num_distances: int, pad: int):

@@ -1,5 +1,6 @@
-"""Distance tables: a bias that depends on ``i - j`` alone, computed once over the distances
-and read along the diagonals, equals the pairwise evaluation in value and in gradient."""
+"""The fast bias paths equal the reference in value and in gradient: FIRE's MLP evaluated as
+the piecewise-linear function it is, and distance tables (a bias that depends on ``i - j``
+alone, computed once over the distances and read along the diagonals)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,8 +8,66 @@ import numpy as np
 import pytest
 from helpers import encoding_params, grid, make_encoding
 
+from fire.encodings.fire import mlp, piecewise_linear
 from fire.model import ModelConfig, Transformer
 from fire.model.attention import diagonal_tile, padded_distance_table, toeplitz
+
+
+def _layers(key, width=32, heads=8):
+    """Random one-hidden-layer f_theta weights at PyTorch's init scale."""
+    k = jax.random.split(key, 4)
+    u = lambda k, shape, fan_in: jax.random.uniform(k, shape, minval=-(fan_in**-0.5), maxval=fan_in**-0.5)
+    return [(u(k[0], (1, width), 1), u(k[1], (width,), 1)), (u(k[2], (width, heads), width), u(k[3], (heads,), width))]
+
+
+def _assert_same_value_and_gradient(layers, x):
+    """``piecewise_linear`` and ``mlp`` agree in value and in the gradient of a random linear
+    functional, w.r.t. every weight and ``x``, within 1e-5."""
+    cotangent = jax.random.normal(jax.random.key(7), x.shape + (layers[1][1].shape[0],))
+    functional = lambda f: lambda layers, x: jnp.sum(f(layers, x) * cotangent)
+    reference = jax.jit(jax.value_and_grad(functional(mlp), argnums=(0, 1)))
+    fast = jax.jit(jax.value_and_grad(functional(lambda layers, x: piecewise_linear(layers)(x)), argnums=(0, 1)))
+    np.testing.assert_allclose(piecewise_linear(layers)(x), mlp(layers, x), rtol=1e-5, atol=1e-5)
+    (value_ref, grads_ref), (value_fast, grads_fast) = reference(layers, x), fast(layers, x)
+    np.testing.assert_allclose(value_fast, value_ref, rtol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(grads_fast), jax.tree_util.tree_leaves(grads_ref)):
+        np.testing.assert_allclose(
+            a, b, rtol=1e-5, atol=1e-5 * float(np.abs(b).max()), err_msg=jax.tree_util.keystr(path)
+        )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_piecewise_linear_equals_the_mlp_at_random_weights(seed):
+    """Inputs of FIRE at 4x its threshold (x up to about 1.2) and beyond the unit interval."""
+    x = jax.random.uniform(jax.random.key(100 + seed), (3, 50, 60), minval=-0.5, maxval=3.0)
+    _assert_same_value_and_gradient(_layers(jax.random.key(seed)), x)
+
+
+def test_piecewise_linear_equals_the_mlp_at_its_knots():
+    """Inputs exactly at knots of rising and falling units (relu'(0) = 0 on both sides),
+    repeated knots, and flat units (a = 0) with b > 0, b = 0 and b < 0."""
+    (kernel, b), (W2, c2) = _layers(jax.random.key(3), width=10, heads=3)
+    a = jnp.array([1.0, 2.0, -1.0, -2.0, 4.0, -4.0, 0.0, 0.0, 0.0, 0.5])
+    b = jnp.array([-0.5, -1.0, 0.5, 1.0, 0.0, 0.0, 0.3, 0.0, -0.3, -0.5])  # knots 0.5 0.5 0.5 0.5 0 0 - - - 1
+    layers = [(a[None], b), (W2, c2)]
+    x = jnp.array([[-1.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]])
+    _assert_same_value_and_gradient(layers, x)
+
+
+def test_fire_bias_runs_the_mlp_only_when_deeper():
+    """The encoding's bias equals the reference MLP on its own inputs, for the one-layer
+    (piecewise-linear) and the two-layer (MLP) f_theta."""
+    for depth in (1, 2):
+        enc = make_encoding("fire", mlp_depth=depth, train_len=16)
+        params = encoding_params(enc)
+
+        def both(m):
+            x = m.inputs_fn()(grid(48), grid(48))
+            return m.bias_fn(48)(grid(48), grid(48)), jnp.transpose(mlp(m.layers, x), (0, 3, 1, 2))
+
+        fast, reference = enc.apply({"params": params}, method=both)
+        np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-6)
+
 
 DISTANCE_ONLY = ["t5", "alibi", "kerple_log", "kerple_power", "sandwich"]
 TABLED = DISTANCE_ONLY + ["fire", "fire_s"]
