@@ -166,15 +166,16 @@ def piecewise_linear(layers):
     ``f(x) = c2 + sum_w W2[w] relu(a_w x + b_w)``: unit ``w`` is active where ``a_w x + b_w > 0``,
     i.e. for ``a_w > 0`` past its knot ``k_w = -b_w / a_w`` and for ``a_w < 0`` before it, so on
     each piece between knots ``f`` is ``slope * x + intercept`` with the sums of ``a_w W2[w]``
-    and ``b_w W2[w]`` over the active units. The rising units' knots and the falling units'
-    knots are sorted separately; per element, ``#{rising knots < x}`` and ``#{falling knots <= x}``
-    index prefix and suffix sums of their coefficients. At a knot both counts leave the unit
-    out, as JAX's ``relu'(0) = 0`` does, so gradients match :func:`mlp`'s everywhere. Units
-    with ``a_w = 0`` are constant (active where ``b_w > 0``).
+    and ``b_w W2[w]`` over the active units. The knots are sorted once; per element, the
+    number of knots below ``x`` indexes a table of those sums. A rising unit counts as active
+    where ``k_w < x`` and a falling one where ``x < k_w``, so at a knot neither is, as JAX's
+    ``relu'(0) = 0`` has it, and gradients match :func:`mlp`'s everywhere: a falling knot is
+    sorted as the float just below it, ``k_w <= x`` being ``prevfloat(k_w) < x``. Units with
+    ``a_w = 0`` are the same on every piece (active where ``b_w > 0``).
 
-    Gradients reach every parameter through the tables (a gather's transpose: sums over
-    the elements of each piece) and ``x`` through the slope. Costs per element: ``2 W``
-    comparisons and two reads of ``2 H`` values, against ``W (H + 2)`` multiply-adds.
+    Gradients reach every parameter through the table (a gather's transpose: sums over the
+    elements of each piece) and ``x`` through the slope. Per element: ``W`` comparisons and
+    one read of ``2 H`` values, against ``W (H + 2)`` multiply-adds for the MLP.
 
     Args:
       layers: ``[(kernel_1xW, bias_W), (kernel_WxH, bias_H)]``.
@@ -184,33 +185,31 @@ def piecewise_linear(layers):
     (kernel_1xW, b_W), (W2_WxH, c2_H) = layers
     a_W = kernel_1xW[0]
     H = W2_WxH.shape[1]
-    coefficients_Wx2H = jnp.concatenate([a_W[:, None] * W2_WxH, b_W[:, None] * W2_WxH], axis=1)
-
-    def sorted_sums(units_W, suffix: bool):
-        """Knots of ``units`` sorted (others at +inf, never counted) and the sums of their
-        coefficients over the first ``m`` (prefix) or all but the first ``m`` (suffix), m = 0..W."""
-        knots_W = jnp.where(units_W, -b_W / jnp.where(units_W, a_W, 1.0), jnp.inf)
-        order_W = jnp.argsort(knots_W)
-        terms_Wx2H = (coefficients_Wx2H * units_W[:, None])[order_W]
-        zero_1x2H = jnp.zeros_like(terms_Wx2H[:1])
-        if suffix:
-            sums = jnp.concatenate([jnp.cumsum(terms_Wx2H[::-1], axis=0)[::-1], zero_1x2H])
-        else:
-            sums = jnp.concatenate([zero_1x2H, jnp.cumsum(terms_Wx2H, axis=0)])
-        return knots_W[order_W], sums
-
-    rising_knots_W, rising_sums = sorted_sums(a_W > 0, suffix=False)
-    falling_knots_W, falling_sums = sorted_sums(a_W < 0, suffix=True)
-    # Flat units (a_w = 0) and the output bias: the same on every piece; folded into one table.
-    flat_W = a_W == 0
+    rising_W, falling_W, flat_W = a_W > 0, a_W < 0, a_W == 0
+    # Knots only decide which piece an input is on: no gradient flows through them.
+    knots_W = jax.lax.stop_gradient(-b_W / jnp.where(flat_W, 1.0, a_W))
+    # The float just below a falling knot; below 0 that is a denormal, which CPUs flush to -0:
+    # take the smallest normal instead (no float32 input lies strictly between the two).
+    below_W = jnp.where(knots_W == 0, -jnp.finfo(jnp.float32).tiny, jnp.nextafter(knots_W, -jnp.inf))
+    keys_W = jnp.where(rising_W, knots_W, jnp.where(falling_W, below_W, jnp.inf))
+    order_W = jnp.argsort(keys_W)
+    terms_Wx2H = jnp.concatenate([a_W[:, None] * W2_WxH, b_W[:, None] * W2_WxH], axis=1)
+    zero_1x2H = jnp.zeros_like(terms_Wx2H[:1])
+    # Piece m (m keys below x): the rising units among the first m sorted keys, the falling
+    # units among the others, and the flat units and the output bias on every piece.
+    rising_Wx2H = (terms_Wx2H * rising_W[:, None])[order_W]
+    falling_Wx2H = (terms_Wx2H * falling_W[:, None])[order_W]
     constant_2H = jnp.concatenate([(a_W * flat_W * (b_W > 0)) @ W2_WxH, (jax.nn.relu(b_W) * flat_W) @ W2_WxH + c2_H])
-    falling_sums = falling_sums + constant_2H
+    pieces_Px2H = (
+        jnp.concatenate([zero_1x2H, jnp.cumsum(rising_Wx2H, axis=0)])
+        + jnp.concatenate([jnp.cumsum(falling_Wx2H[::-1], axis=0)[::-1], zero_1x2H])
+        + constant_2H
+    )
+    sorted_keys_W = keys_W[order_W]
 
     def f(x):
-        rising = jnp.sum(x[..., None] > rising_knots_W, axis=-1)
-        falling = jnp.sum(x[..., None] >= falling_knots_W, axis=-1)
-        pieces_x2H = rising_sums[rising] + falling_sums[falling]
-        return pieces_x2H[..., :H] * x[..., None] + pieces_x2H[..., H:]
+        piece_x2H = pieces_Px2H[jnp.sum(x[..., None] > sorted_keys_W, axis=-1)]
+        return piece_x2H[..., :H] * x[..., None] + piece_x2H[..., H:]
 
     return f
 
