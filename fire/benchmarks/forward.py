@@ -151,11 +151,12 @@ def measure(cell):
     result["warmup_s"] = time.perf_counter() - start
     # A tiny forward at 32K takes tens of seconds on a CPU: fit the timed runs in the budget.
     n_runs = max(1, min(cell["repeats"], int(cell["budget_s"] / result["warmup_s"])))
-    times = []
+    times, cpu_start = [], time.process_time()
     for _ in range(n_runs):
         start = time.perf_counter()
         jax.block_until_ready(compiled(params, tokens_BxT))  # no reference kept: one output alive
         times.append(time.perf_counter() - start)
+    result["cpu_per_wall"] = (time.process_time() - cpu_start) / sum(times)
     peak = peak_rss_bytes()
     result.update(
         times_s=times,
@@ -177,7 +178,7 @@ def bias_call_check(sizes, batch=4, T=200):
     The dense path must evaluate it once per layer (``fire``) or once per forward
     (``fire_s``), one call per causal row tile, with position ids of batch 1 so that the
     bias is never per example. The blockwise path traces it once per layer inside its scan
-    (run per tile), one call per row tile of the block, also batch 1.
+    (run per tile, on the tiles of rows past the threshold), one call per tile, also batch 1.
     Tracing only (``jax.eval_shape``): nothing is computed.
     """
     import flax.linen as nn
@@ -213,7 +214,7 @@ def bias_call_check(sizes, batch=4, T=200):
                 if impl == "dense":
                     row_tiles = ceil_div(T, attention.causal_bias_tile(T))
                 else:
-                    row_tiles = ceil_div(cfg.block_size, attention.BIAS_TILE_ROWS)
+                    row_tiles = 1
                 expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)
                 ok = len(q_pos_shapes) == expected and all(s[0] == 1 for s in q_pos_shapes)
                 rows.append(
@@ -303,23 +304,30 @@ def render(cells, bias_rows, args):
     import jax
 
     out = [
-        "| size | pe | impl | T | compile | forward (median of n) | tokens/s | XLA temp+arg+out "
-        "| peak RSS − baseline | peak RSS |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| size | pe | impl | T | compile | forward (median of n) | x nope | CPU / wall | tokens/s "
+        "| XLA temp+arg+out | peak RSS − baseline | peak RSS |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    nope = {
+        (c["size"], c["impl"], c["T"]): c["result"]["forward_s"]
+        for c in cells
+        if c["pe"] == "nope" and c["result"]["status"] == "ok"
+    }
     for c in cells:
         r = c["result"]
         key = f"| {c['size']} | {c['pe']} | {c['impl']} | {c['T']} |"
         if r["status"] == "ok":
             mark = "" if r["peak_reset"] else " ‡"
+            base = nope.get((c["size"], c["impl"], c["T"]))
+            ratio = f"{r['forward_s'] / base:.2f}x" if base else ""
             out.append(
-                f"{key} {r['compile_s']:.1f} s | {r['forward_s']:.3f} s (n={len(r['times_s'])}) "
-                f"| {r['tokens_per_s']:,.0f} | {fmt_bytes(r['xla_bytes'])} "
+                f"{key} {r['compile_s']:.1f} s | {r['forward_s']:.3f} s (n={len(r['times_s'])}) | {ratio} "
+                f"| {r.get('cpu_per_wall', float('nan')):.2f} | {r['tokens_per_s']:,.0f} | {fmt_bytes(r['xla_bytes'])} "
                 f"| {fmt_bytes(r['peak_minus_baseline'])}{mark} | {fmt_bytes(r['peak_rss'])} |"
             )
         else:
             compile_s = f"{r['compile_s']:.1f} s" if "compile_s" in r else ""
-            out.append(f"{key} {compile_s} | {r['note']} | | {fmt_bytes(r.get('xla_bytes'))} | | |")
+            out.append(f"{key} {compile_s} | {r['note']} | | | | {fmt_bytes(r.get('xla_bytes'))} | | |")
     out += [
         "",
         f"Batch {args.batch}, float32, vocab {VOCAB}, train_len {TRAIN_LEN}, blockwise tile {args.block_size}; "
@@ -328,7 +336,9 @@ def render(cells, bias_rows, args):
         "not included in forward.",
         "- forward: median wall time of n runs of the compiled executable (each ended by "
         "`block_until_ready`) after one untimed warm-up run; n < --repeats when the runs would exceed "
-        "--budget_s. tokens/s = B·T / forward.",
+        "--budget_s. tokens/s = B·T / forward. x nope: forward over nope's at the same size, path and "
+        "length, in this run. CPU / wall: process CPU time over wall time during the timed runs (2.0: "
+        "both of two cores busy throughout).",
         "- XLA temp+arg+out: `compiled.memory_analysis()`, the buffer sizes XLA *planned* at compile time "
         "(temp: the scratch arena for intermediates, which holds the BxHxTxT logits on the dense path; "
         "argument: params + tokens; output: the BxTxV f32 logits). Not measured; excludes the runtime, the "
@@ -359,8 +369,8 @@ def render(cells, bias_rows, args):
         "",
         "Bias calls per forward (FIRE's bias closure, counted while tracing one forward with batch "
         f"{bias_rows[0]['batch'] if bias_rows else '?'} and T=200; dense must be once per layer for fire, "
-        "once for fire_s, one call per causal row tile; blockwise traces it once per layer per row tile "
-        "of the block and runs it per block):",
+        "once for fire_s, one call per causal row tile; blockwise traces it once per layer, for the "
+        "tiles of rows past FIRE's threshold, and runs it per tile):",
         "",
         "| size | pe | impl | layers | calls | expected | q_pos shapes | ok |",
         "|---|---|---|---:|---:|---:|---|---|",
