@@ -137,6 +137,18 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
     return c
 
 
+def set_dotted(config: ml_collections.ConfigDict, key: str, value) -> None:
+    """``config[a][b][c] = value`` for ``key = 'a.b.c'``, as ``--config.a.b.c=value`` does.
+
+    Raises KeyError for a missing parent, and whatever the ConfigDict raises for a value of
+    the wrong type (TypeError, ValueError)."""
+    *parents, leaf = key.split(".")
+    target = config
+    for parent in parents:
+        target = target[parent]
+    target[leaf] = value
+
+
 def apply_smoke(c: ml_collections.ConfigDict) -> None:
     """A few dozen steps of a micro model: exercises every code path in seconds."""
     c.model.update(num_layers=2, d_model=64, num_heads=4, d_ff=128)

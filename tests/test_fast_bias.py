@@ -200,3 +200,20 @@ def test_blockwise_path_with_tables_equals_pairwise(pe, train_len):
 
 def test_blockwise_fire_gradient_with_tables_and_pairwise_blocks():
     _tables_and_pairwise("fire", 20, "blockwise", grad=True)
+
+
+def test_bias_benchmark_times_every_path(capsys):
+    from fire.benchmarks import bias
+
+    bias.main(["--length=32", "--heads=2", "--repeats=1", "--encodings=fire,alibi"])
+    rows = [
+        line for line in capsys.readouterr().out.splitlines() if line.startswith("| fire") or line.startswith("| alibi")
+    ]
+    assert [row.split("|")[2].strip() for row in rows] == ["pairwise (MLP)", "pairwise", "table", "pairwise", "table"]
+
+
+def test_peer_benchmark_without_the_peer_says_how_to_set_it_up(tmp_path):
+    from fire.benchmarks import peer
+
+    with pytest.raises(SystemExit, match="set up the peer"):
+        peer.main([f"--peer_python={tmp_path}/missing/python"])

@@ -27,6 +27,7 @@ from configs import lm
 from fire import data as fire_data
 from fire import workdir as workdir_lib
 from fire.checkpoint import Checkpointer
+from fire.config import set_dotted
 from fire.data import pipeline
 from fire.data.token_cache import SplitTokens
 from fire.encodings import LengthError
@@ -51,11 +52,7 @@ def smoke_config(corpus, pe="fire", **overrides):
     config.update(batch_size=8, num_steps=8, log_every=1, eval_every=0, checkpoint_every=4)
     config.mesh.data = 1
     for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        target = config
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+        set_dotted(config, key, value)
     return config
 
 

@@ -12,6 +12,7 @@ import pytest
 from helpers import final_params, write_corpus
 
 from configs import lm
+from fire.config import set_dotted
 from fire.errors import ConfigError
 from fire.training import train
 
@@ -33,11 +34,7 @@ def smoke_config(corpus, pe="fire", **overrides):
     config.eval_every = 0
     config.checkpoint_every = 4
     for key, value in overrides.items():
-        target = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+        set_dotted(config, key, value)
     return config
 
 

@@ -20,6 +20,7 @@ the step could reach if it were nothing but matmuls on this machine now.
 import argparse
 import statistics
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +36,11 @@ from fire.training import build
 class TimedStep:
     """One encoding's compiled training step, its state and a fixed random batch."""
 
-    def __init__(self, pe, size, train_len, batch, dtype):
+    def __init__(self, pe, size, train_len, batch, dtype, model: Optional[dict] = None):
+        """``model``: overrides of the size's ``config.model`` entries (e.g. ``num_layers``)."""
         config = from_axes(f"pe={pe},size={size},train_len={train_len}")
         config.batch_size, config.model.dtype, config.mesh.data = batch, dtype, 1
+        config.model.update(model or {})
         self.run = build(config)
         self.state = self.run.init_fn(jax.random.key(0))
         rng = np.random.default_rng(0)

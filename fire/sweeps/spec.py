@@ -40,6 +40,7 @@ from typing import Optional
 
 import ml_collections
 
+from fire.config import set_dotted
 from fire.errors import ConfigError
 from fire.utils import did_you_mean
 
@@ -243,12 +244,8 @@ def run_config(spec: RunSpec) -> ml_collections.ConfigDict:
         if key not in valid:
             raise SweepError(f"{spec.name}: unknown override or axis {key!r}.{did_you_mean(key, valid)} "
                              f"Valid: the keys of {path}, {', '.join(CONFIG_AXES)} and seed.")  # fmt: skip
-        *parents, leaf = key.split(".")
-        target = config
-        for p in parents:
-            target = target[p]
         try:
-            target[leaf] = value
+            set_dotted(config, key, value)
         except (TypeError, ValueError) as e:
             raise SweepError(f"{spec.name}: {key}={value!r} is refused by the config: {e}") from None
     return config
