@@ -141,3 +141,30 @@ def test_evaluation_variants_are_rows_of_their_own(tmp_path, corpus):
     rows = {(a["row"], a["eval_len"]): a for a in table}
     assert set(rows) == {("rope_pi", 32), ("rope_pi", 64), ("rope_pi [pi2]", 32), ("rope_pi [pi2]", 64)}
     assert rows["rope_pi [pi2]", 32]["loss"] != rows["rope_pi", 32]["loss"]  # positions divided by 2
+
+
+def test_a_sigterm_to_the_sweep_reaches_the_training_child(tmp_path):
+    """A scheduler's SIGTERM goes to the sweep; the child gets it too, saves and exits."""
+    import signal
+    import threading
+    import time
+
+    ready = tmp_path / "child.log"
+    child = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+
+    def terminate_when_ready():
+        while "ready" not in (ready.read_text() if ready.exists() else ""):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=terminate_when_ready, daemon=True).start()
+    with open(ready, "w") as out:
+        code, terminated = runner._train_child([sys.executable, "-c", child], out)
+    assert (code, terminated) == (7, True)
+    assert signal.getsignal(signal.SIGTERM) == before  # the sweep's own handling is back

@@ -10,8 +10,10 @@ interrupted one continues from its checkpoint. A cluster can run the same comman
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Callable, Optional
 
@@ -89,7 +91,11 @@ def train_runs(specs: list, log: Callable = print, python: str = sys.executable)
         os.makedirs(paths.path, exist_ok=True)
         t0 = time.perf_counter()
         with open(paths.log, "a") as out:
-            code = subprocess.run(spec.command(python), stdout=out, stderr=subprocess.STDOUT).returncode
+            code, terminated = _train_child(spec.command(python), out)
+        if terminated:
+            log(f"[{k}/{len(todo)}] SIGTERM: passed on to {spec.name}, which saved a checkpoint (exit {code}); "
+                "the sweep stops here. Run the same command to resume.")  # fmt: skip
+            sys.exit(128 + signal.SIGTERM)
         durations.append(time.perf_counter() - t0)
         outcome[spec.name] = "done" if code == 0 and status(spec) == "done" else "failed"
         if outcome[spec.name] == "failed":
@@ -97,6 +103,29 @@ def train_runs(specs: list, log: Callable = print, python: str = sys.executable)
         else:
             log(f"[{k}/{len(todo)}] done {spec.name} in {format_duration(durations[-1])}")
     return outcome
+
+
+def _train_child(command: list, out) -> tuple:
+    """Runs one training process to its end: ``(exit code, whether a SIGTERM came)``.
+
+    A SIGTERM to the sweep (a scheduler's preemption notice) is passed on to the child, which
+    saves a checkpoint and exits; Ctrl-C reaches both already (one process group).
+    """
+    child = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    received = []
+
+    def pass_on(signum, frame):
+        received.append(signum)
+        child.send_signal(signum)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where handlers can be set
+    previous = signal.signal(signal.SIGTERM, pass_on) if in_main_thread else None
+    try:
+        code = child.wait()
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+    return code, bool(received)
 
 
 def check_output_dir(output_dir: str, sweep_name: str) -> None:
