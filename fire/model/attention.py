@@ -121,11 +121,12 @@ def padded_distance_table(distance: DistanceBias, num_distances: int, pad: int):
     return jnp.concatenate([jnp.repeat(table_HxD[:, :1], pad, axis=1), table_HxD], axis=1)
 
 
-def diagonal_tile(padded_HxN, offset, Q: int, K: int):
+def diagonal_tile(padded_HxN, offset, Q: int, K: int, pad: Optional[int] = None):
     """The ``1xHxQxK`` tile of a distance bias whose row ``a``, column ``b`` is at distance
     ``offset + a - b`` (``offset``: first row's index minus first column's, may be traced),
-    from :func:`padded_distance_table` with ``pad = K - 1``."""
-    window = jax.lax.dynamic_slice_in_dim(padded_HxN, offset, Q + K - 1, axis=1)
+    from :func:`padded_distance_table` with ``pad`` (default ``K - 1``) columns in front."""
+    pad = K - 1 if pad is None else pad
+    window = jax.lax.dynamic_slice_in_dim(padded_HxN, pad + offset - (K - 1), Q + K - 1, axis=1)
     return toeplitz(window, Q, K)[None]
 
 
@@ -170,11 +171,25 @@ def position_bias(
     if distance is None:
         return PositionBias(dense=causal_bias(bias_fn, positions_BxT))
     T = positions_BxT.shape[1]
-    from_table = lambda: diagonal_tile(padded_distance_table(distance, T, T - 1), 0, T, T)
+
+    def from_table():  # on the causal triangle, in the row tiles of causal_bias
+        padded_HxN = padded_distance_table(distance, T, T - 1)
+        rows = lambda start, stop, keys: diagonal_tile(padded_HxN, start, stop - start, keys, pad=T - 1)
+        return _row_tiles(rows, T, T, causal_bias_tile(T), causal=True)
+
     if distance.up_to_row is None:
         return PositionBias(dense=materialize(from_table()))
     pairwise = lambda: causal_bias(bias_fn, positions_BxT)
-    return PositionBias(dense=materialize(jax.lax.cond(T - 1 <= distance.up_to_row, from_table, pairwise)))
+    return PositionBias(dense=materialize(_either(T - 1 <= distance.up_to_row, from_table, pairwise)))
+
+
+def _either(predicate, if_true, if_false):
+    """``jax.lax.cond(predicate, if_true, if_false)`` whose branches save nothing for the
+    backward pass but their inputs (they are recomputed there). Under ``grad`` a ``cond``
+    returns the residuals of both branches, the branch not taken filling its own with zeros:
+    for a pairwise bias those are several ``HxTxT`` arrays, written on every step that takes
+    the table."""
+    return jax.lax.cond(predicate, jax.checkpoint(if_true), jax.checkpoint(if_false))
 
 
 def causal_bias_tile(T: int) -> int:
@@ -185,14 +200,20 @@ def causal_bias_tile(T: int) -> int:
 def _bias_in_row_tiles(bias_fn: BiasFn, q_pos_BxQ, k_pos_BxK, tile: int, causal: bool):
     """``bias_fn(q_pos_BxQ, k_pos_BxK)`` evaluated ``tile`` query rows at a time; with
     ``causal`` (square, by index), each tile only up to its last row and 0 right of it."""
-    Q, K = q_pos_BxQ.shape[1], k_pos_BxK.shape[1]
-    rows = []
+    rows = lambda start, stop, keys: bias_fn(q_pos_BxQ[:, start:stop], k_pos_BxK[:, :keys])
+    return _row_tiles(rows, q_pos_BxQ.shape[1], k_pos_BxK.shape[1], tile, causal)
+
+
+def _row_tiles(rows, Q: int, K: int, tile: int, causal: bool):
+    """``rows(start, stop, keys) -> BxHx(stop - start)xkeys`` over query rows ``0..Q-1``,
+    ``tile`` rows at a time, stacked into ``BxHxQxK``: with ``causal`` (square, by index) each
+    tile meets only the keys up to its last row, and the entries right of those are 0."""
+    tiles = []
     for start in range(0, Q, tile):
         stop = min(start + tile, Q)
         keys = stop if causal else K
-        bias_BxHxQxK = bias_fn(q_pos_BxQ[:, start:stop], k_pos_BxK[:, :keys])
-        rows.append(jnp.pad(bias_BxHxQxK, [(0, 0), (0, 0), (0, 0), (0, K - keys)]))
-    return jnp.concatenate(rows, axis=2) if len(rows) > 1 else rows[0]
+        tiles.append(jnp.pad(rows(start, stop, keys), [(0, 0), (0, 0), (0, 0), (0, K - keys)]))
+    return jnp.concatenate(tiles, axis=2) if len(tiles) > 1 else tiles[0]
 
 
 def _blocks(x, n_blocks, block):
@@ -242,7 +263,7 @@ def blockwise_attention(
         from_table = lambda: diagonal_tile(padded_HxN, (qi - ki) * block, block, block)
         if distance.up_to_row is None:
             return from_table()
-        return jax.lax.cond((qi + 1) * block - 1 <= distance.up_to_row, from_table, pairwise)
+        return _either((qi + 1) * block - 1 <= distance.up_to_row, from_table, pairwise)
 
     def query_block(_, xs):
         qi, q_BxQxHxD, qpos_BxQ = xs
