@@ -24,8 +24,12 @@ def one_line(text) -> str:
 
 
 def fail(message) -> NoReturn:
-    """Prints ``error: MESSAGE`` (one line) on stderr and exits with code 2."""
+    """Prints ``error: MESSAGE`` (one line) on stderr and exits with code 2.
+
+    Library log records after it are dropped: the storage libraries log their shutdown at
+    INFO (one record per closed store), which on a loaded machine can land after the line."""
     print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+    py_logging.disable(py_logging.CRITICAL)
     sys.exit(EXIT_USER_ERROR)
 
 

@@ -345,7 +345,8 @@ def test_10_a_full_disk_during_a_save_is_one_line(trained, tmp_path):
     workdir = str(tmp_path / "full")
     result, _ = _cli(["-c", FULL_DISK, *_train_flags(trained[0], workdir)], timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.startswith("error: Saving a checkpoint to ") and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: Saving a checkpoint to "), result.stderr[:4000]
+    assert result.stderr.count("\n") == 1, result.stderr[:4000]
     assert "File too large" in result.stderr and "re-run the same command" in result.stderr
 
 
