@@ -110,6 +110,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (one step of each encoding per round)")
     p.add_argument("--peak_gflops", type=float, default=450.0)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--skip_pipeline", action="store_true", help="do not time the data pipeline")
     args = p.parse_args(argv)
     if args.quick:
         args.sizes, args.encodings, args.repeats = "tiny", "nope,fire,fire_s", 2
@@ -144,6 +145,8 @@ def main(argv=None):
                 flush=True,
             )
         del timed
+    if args.skip_pipeline:
+        return
     fastest = max(tokens_per_s.values())
     pipeline = pipeline_tokens_per_s(args.train_len, args.batch)
     print(
