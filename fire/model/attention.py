@@ -23,7 +23,7 @@ query attends over a :class:`KVCache` of keys and values written by earlier step
 import dataclasses
 import functools
 import math
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -133,12 +133,13 @@ def diagonal_tile(padded_HxN, offset, Q: int, K: int, pad: Optional[int] = None)
 @dataclasses.dataclass(frozen=True)
 class PositionBias:
     """An encoding's additive bias in the form an attention path consumes: the dense
-    ``BxHxTxT`` array (dense path) or the bias function evaluated per tile (blockwise), with
-    its distance table where it has one and the positions are ordinary."""
+    ``BxHxTxT`` array (dense path), or for the blockwise path ``tile(qi, ki, qpos_BxQ,
+    kpos_BxK) -> BxHxQxK`` (``B`` may be 1) for query block ``qi`` and key block ``ki`` of
+    ``block`` positions each."""
 
     dense: Optional[jnp.ndarray] = None
-    per_tile: Optional[BiasFn] = None
-    distance: Optional[DistanceBias] = None
+    tile: Optional[Callable] = None
+    block: Optional[int] = None
 
 
 def position_bias(
@@ -147,18 +148,20 @@ def position_bias(
     impl: str,
     cache_positions_1xS=None,
     distance: Optional[DistanceBias] = None,
+    block_size: int = 512,
 ) -> Optional[PositionBias]:
     """How a bias is computed, decided here and nowhere else.
 
     The model calls this once per forward for an encoding shared by all layers and once
     per layer otherwise. On the dense path the bias is computed right away over the causal
     triangle (:func:`causal_bias`, position batch 1 unless positions differ per example);
-    on the blockwise path it is computed per tile inside the loop, so memory stays linear.
-    ``distance`` (the encoding's :class:`DistanceBias`, passed only when ``positions_BxT`` is
-    ``0..T-1``) replaces the pairwise evaluation by a table read along the diagonals on the
-    rows where it holds. A decode step (``cache_positions_1xS``: its cache's slots) takes the
-    dense path for whatever ``impl``: its few query rows against every slot, ``BxHxTxS``,
-    whose slots past the query attention masks.
+    on the blockwise path (tiles of ``block_size``) it is computed per tile inside the loop,
+    so memory stays linear. ``distance`` (the encoding's :class:`DistanceBias`, passed only
+    when ``positions_BxT`` is ``0..T-1``) replaces the pairwise evaluation by a table read
+    along the diagonals on the rows where it holds; the table is built here, once. A decode
+    step (``cache_positions_1xS``: its cache's slots) takes the dense path for whatever
+    ``impl``: its few query rows against every slot, ``BxHxTxS``, whose slots past the
+    query attention masks.
     """
     if impl not in IMPLEMENTATIONS:
         raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
@@ -166,21 +169,36 @@ def position_bias(
         return None
     if cache_positions_1xS is not None:
         return PositionBias(dense=materialize(bias_fn(positions_BxT, cache_positions_1xS)))
-    if impl == "blockwise":
-        return PositionBias(per_tile=bias_fn, distance=distance)
-    if distance is None:
-        return PositionBias(dense=causal_bias(bias_fn, positions_BxT))
     T = positions_BxT.shape[1]
+    if impl == "blockwise":
+        block = min(block_size, T)
+        if distance is not None:
+            padded_HxN = padded_distance_table(distance, ceil_div(T, block) * block, block - 1)
+
+        def tile(qi, ki, qpos_BxQ, kpos_BxK):
+            from_table = lambda: diagonal_tile(padded_HxN, (qi - ki) * block, block, block)
+            pairwise = lambda: bias_fn(qpos_BxQ, kpos_BxK)
+            return _table_or_pairwise(distance, (qi + 1) * block - 1, from_table, pairwise)
+
+        return PositionBias(tile=tile, block=block)
 
     def from_table():  # on the causal triangle, in the row tiles of causal_bias
         padded_HxN = padded_distance_table(distance, T, T - 1)
         rows = lambda start, stop, keys: diagonal_tile(padded_HxN, start, stop - start, keys, pad=T - 1)
         return _row_tiles(rows, T, T, causal_bias_tile(T), causal=True)
 
-    if distance.up_to_row is None:
-        return PositionBias(dense=materialize(from_table()))
     pairwise = lambda: causal_bias(bias_fn, positions_BxT)
-    return PositionBias(dense=materialize(_either(T - 1 <= distance.up_to_row, from_table, pairwise)))
+    return PositionBias(dense=materialize(_table_or_pairwise(distance, T - 1, from_table, pairwise)))
+
+
+def _table_or_pairwise(distance: Optional[DistanceBias], last_row, from_table, pairwise):
+    """``from_table()`` if ``distance`` holds for every query row up to ``last_row`` (an
+    index, may be traced), else ``pairwise()``; the one place that choice is made."""
+    if distance is None:
+        return pairwise()
+    if distance.up_to_row is None:
+        return from_table()
+    return _either(last_row <= distance.up_to_row, from_table, pairwise)
 
 
 def _either(predicate, if_true, if_false):
@@ -227,15 +245,14 @@ def blockwise_attention(
     k_BxTxHxD,
     v_BxTxHxD,
     positions_BxT,
-    bias_fn: Optional[BiasFn],
+    tile_bias: Optional[Callable] = None,
     block_size: int = 512,
-    distance: Optional[DistanceBias] = None,
 ):
-    """Causal attention in ``block_size`` tiles with the bias computed per tile (in one
-    piece: FIRE's piecewise-linear bias has no wide intermediates to keep in cache, and one
-    call per tile measured 1.2x faster than row tiles of 64 at 16K tokens), or, given the
-    encoding's ``distance`` table (ordinary positions only), read from it on the query
-    blocks whose rows it covers.
+    """Causal attention in ``block_size`` tiles with the bias of each tile from
+    ``tile_bias(qi, ki, qpos_BxQ, kpos_BxK)`` (:class:`PositionBias`'s ``tile``, built for the
+    same ``block_size``). A pairwise bias is evaluated per tile in one piece: FIRE's
+    piecewise-linear bias has no wide intermediates to keep in cache, and one call per tile
+    measured 1.2x faster than row tiles of 64 at 16K tokens.
 
     ``positions_BxT`` may have batch 1 (broadcast over examples). Lengths that are not a
     multiple of the block are padded at the end: padded keys come after every real query,
@@ -253,17 +270,6 @@ def blockwise_attention(
     pos_blocks = _blocks(positions_BxT, n, block)
     scale = 1.0 / math.sqrt(D)
     offsets = jnp.arange(block)
-    if distance is not None:
-        padded_HxN = padded_distance_table(distance, n * block, block - 1)
-
-    def tile_bias(qi, ki, qpos_BxQ, kpos_BxK):
-        pairwise = lambda: bias_fn(qpos_BxQ, kpos_BxK)
-        if distance is None:
-            return pairwise()
-        from_table = lambda: diagonal_tile(padded_HxN, (qi - ki) * block, block, block)
-        if distance.up_to_row is None:
-            return from_table()
-        return _either((qi + 1) * block - 1 <= distance.up_to_row, from_table, pairwise)
 
     def query_block(_, xs):
         qi, q_BxQxHxD, qpos_BxQ = xs
@@ -276,7 +282,7 @@ def blockwise_attention(
                 max_BxHxQ, norm_BxHxQ, acc_BxHxQxD = carry
                 s = jnp.einsum("bqhd,bkhd->bhqk", q_BxQxHxD, k_BxKxHxD, preferred_element_type=jnp.float32)
                 s = s * scale
-                if bias_fn is not None:
+                if tile_bias is not None:
                     s = s + tile_bias(qi, ki, qpos_BxQ, kpos_BxK)
                 k_idx = ki * block + offsets
                 s = jnp.where(q_idx[:, None] >= k_idx[None, :], s, _MASKED)
@@ -356,15 +362,10 @@ class CausalSelfAttention(nn.Module):
         elif impl == "dense":
             out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense)
         elif impl == "blockwise":
-            out_BxTxHxD = blockwise_attention(
-                q,
-                k,
-                v,
-                positions_BxT,
-                None if bias is None else bias.per_tile,
-                block_size,
-                None if bias is None else bias.distance,
-            )
+            if bias is None:
+                out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, None, block_size)
+            else:
+                out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, bias.tile, bias.block)
         else:
             raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
         out_std = self.out_init_scale / math.sqrt(H * D)

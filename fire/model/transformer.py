@@ -83,7 +83,7 @@ class Block(nn.Module):
         bias = (
             shared_bias
             if self.shared_encoding is not None
-            else _bias(enc, seq_len, positions_BxT, impl, cache, ordinary_positions)
+            else _bias(enc, seq_len, positions_BxT, impl, self.cfg.block_size, cache, ordinary_positions)
         )
         h, kv = self.attention(
             self.attn_norm(x_BxTxD).astype(dtype),
@@ -100,9 +100,9 @@ class Block(nn.Module):
         return nn.with_logical_constraint(x_BxTxD, ("batch", "length", "act_embed")), kv
 
 
-def _bias(enc, seq_len, positions_BxT, impl, cache, ordinary_positions):
+def _bias(enc, seq_len, positions_BxT, impl, block_size, cache, ordinary_positions):
     distance = enc.distance_bias(seq_len) if ordinary_positions and cache is None else None
-    return position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache), distance)
+    return position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache), distance, block_size)
 
 
 class Transformer(nn.Module):
@@ -185,7 +185,8 @@ class Transformer(nn.Module):
             if absolute is not None:
                 x = x + absolute
             # Once, for all layers (a decode step's: one row against every cache slot).
-            shared_bias = _bias(self.encoding, seq_len, positions_BxT, impl, caches[0] if caches else None, ordinary)
+            cache = caches[0] if caches else None
+            shared_bias = _bias(self.encoding, seq_len, positions_BxT, impl, self.cfg.block_size, cache, ordinary)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         kvs = []
         for block, cache in zip(self.blocks, caches or [None] * len(self.blocks)):
