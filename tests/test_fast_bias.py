@@ -217,3 +217,44 @@ def test_peer_benchmark_without_the_peer_says_how_to_set_it_up(tmp_path):
 
     with pytest.raises(SystemExit, match="set up the peer"):
         peer.main([f"--peer_python={tmp_path}/missing/python"])
+
+
+def test_profile_benchmark_puts_the_step_s_ops_in_categories(capsys):
+    from fire.benchmarks import profile
+
+    profile.main(["--size=tiny", "--encoding=alibi", "--train_len=32", "--batch=2", "--steps=1", "--top=3"])
+    out = capsys.readouterr().out
+    table = dict(
+        (row.split("|")[1].strip(), float(row.split("|")[2]))
+        for row in out.split("| category |")[1].split("\n\n")[0].splitlines()[2:]
+    )
+    assert table["matmul"] > 0 and table["attention"] > 0 and table["optimizer"] > 0
+    known = {"matmul", "attention", "norm", "mlp activation", "embedding and logits", "loss", "optimizer", "layout"}
+    assert set(table) <= known | {"other"}
+
+
+def test_profile_reads_op_names_of_fusions_from_their_root():
+    from fire.benchmarks.profile import categorize, op_names
+
+    hlo = """HloModule m
+
+%fused_computation (p: f32[4]) -> f32[4] {
+  %p = f32[4]{0} parameter(0)
+  ROOT %e = f32[4]{0} exponential(%p), metadata={op_name="jit(f)/blocks_0/attention/exp"}
+}
+
+ENTRY %main (a: f32[4]) -> f32[4] {
+  %a = f32[4]{0} parameter(0)
+  ROOT %exp_fusion = f32[4]{0} fusion(%a), kind=kLoop, calls=%fused_computation
+}
+"""
+    names = op_names(hlo)
+    assert names["exp_fusion"] == "jit(f)/blocks_0/attention/exp"
+    assert categorize("exp_fusion", "jit(f)/jvp(Transformer)/Transformer.hidden/blocks_0/attention/exp") == "attention"
+    assert categorize("ynn_fusion.3", "jit(f)/mlp/wi/dot_general") == "matmul"
+    assert categorize("transpose_copy_fusion.1", "jit(f)/attention/value/reshape") == "layout"
+    assert categorize("multiply_add_fusion.5", "jit(train_step)/add") == "optimizer"
+    assert categorize("subtract_exponential_fusion", "jit(train_step)/jvp()/exp") == "loss"
+    assert (
+        categorize("add_fusion", "jit(train_step)/jvp(Transformer)/Transformer.hidden/blocks_0/mlp_norm/add") == "norm"
+    )
