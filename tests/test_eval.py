@@ -43,6 +43,7 @@ def windows(run, length, protocol="stream", eval_tokens=512, stride=0):
     return fire_data.eval_windows(run.config.data, run.tokenizer, length, Protocol(protocol, eval_tokens, stride))
 
 
+@pytest.mark.slow
 def test_loss_equals_an_independent_per_token_computation(runs):
     run = load_run(runs["fire"])
     w = windows(run, 48)  # not a power of two: windows cut mid-document
@@ -67,12 +68,14 @@ def test_dense_and_blockwise_give_the_same_loss(runs, pe):
     np.testing.assert_allclose(dense["loss"], blockwise["loss"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_auto_attention_is_blockwise_past_one_tile(runs):
     run = load_run(runs["fire"], block_size=32)
     assert score_length(run, windows(run, 32), FAST)["impl"] == "dense"
     assert score_length(run, windows(run, 64), FAST)["impl"] == "blockwise"
 
 
+@pytest.mark.slow
 def test_small_loss_chunks_give_the_same_loss(runs, monkeypatch):
     run = load_run(runs["fire"])
     whole = score_length(run, windows(run, 64), FAST)
@@ -94,6 +97,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_sweep_of_two_runs_writes_every_file(runs, tmp_path):
     out = str(tmp_path / "out")
     lines = []
@@ -147,6 +151,7 @@ def test_a_sweep_of_two_runs_writes_every_file(runs, tmp_path):
     assert len(lines) == 7 and "n/a" in lines[2] and lines[-1].startswith("Wrote")
 
 
+@pytest.mark.slow
 def test_a_resumed_sweep_computes_only_the_missing_rows(runs, tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     scored = []
@@ -233,6 +238,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path} is not a training run: it has no config.json."
 
 
+@pytest.mark.slow
 def test_cli_dry_run_prints_each_length_and_writes_nothing(runs, tmp_path):
     result = _cli(f"--workdir={os.path.dirname(runs['fire'])}/*", "--lengths=64,256", "--dry_run", "--eval_tokens=512")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -241,6 +247,7 @@ def test_cli_dry_run_prints_each_length_and_writes_nothing(runs, tmp_path):
     assert "n/a: pe=learned" in lines[3] and "blockwise" not in lines[0]
 
 
+@pytest.mark.slow
 def test_an_evaluation_variant_changes_options_not_parameters(runs):
     plain = load_run(runs["fire"])
     variant = load_run(runs["fire"], encoding_options={"log_transform": False})
@@ -261,6 +268,7 @@ def test_labels_say_what_differs_from_the_encoding_defaults():
     assert eval_runs.describe(config) == "FIRE, no interpolation"
 
 
+@pytest.mark.slow
 def test_a_results_folder_grows_and_globs_reach_nested_runs(runs, tmp_path):
     out = str(tmp_path / "out")
     sweep([runs["fire"]], ["32"], FAST, out, log=lambda _: None)

@@ -202,6 +202,7 @@ def test_blockwise_fire_gradient_with_tables_and_pairwise_blocks():
     _tables_and_pairwise("fire", 20, "blockwise", grad=True)
 
 
+@pytest.mark.slow
 def test_bias_benchmark_times_every_path(capsys):
     from fire.benchmarks import bias
 

@@ -113,6 +113,7 @@ def biggest_params_file(step_dir) -> str:
 # ------------------------------------------------------------------ 1. keep_checkpoints=0
 
 
+@pytest.mark.slow
 def test_1_keep_checkpoints_zero_on_an_existing_run_deletes_nothing(trained, corpus, tmp_path):
     workdir = copy_run(trained, tmp_path)
     before = snapshot(workdir)
@@ -127,6 +128,7 @@ def test_1_keep_checkpoints_zero_on_an_existing_run_deletes_nothing(trained, cor
 # ------------------------------------------------------------------ 2. the NaN guard
 
 
+@pytest.mark.slow
 def test_2_the_nan_guard_keeps_only_finite_checkpoints_that_can_be_trained_from(corpus, tmp_path):
     workdir = str(tmp_path / "diverged")
     config = smoke_config(corpus, checkpoint_every=1, keep_checkpoints=1, num_steps=12, **{"optimizer.lr": 1e9})
@@ -163,6 +165,7 @@ def test_3_a_workdir_takes_one_training_process(trained, corpus, tmp_path, capsy
 # ------------------------------------------------------------------ 4. data position against step
 
 
+@pytest.mark.slow
 def test_4_a_data_position_that_disagrees_with_its_step_is_not_resumed(trained, corpus, tmp_path, capsys):
     workdir = copy_run(trained, tmp_path)
     data_file = os.path.join(workdir, "checkpoints", "8", "data", "metadata")
@@ -199,7 +202,9 @@ def _garble(step_dir):  # the file still reads: only the checksum saved with it 
     open(path, "wb").write(data)
 
 
-@pytest.mark.parametrize("damage", [_truncate, _delete, _garble])
+@pytest.mark.parametrize(
+    "damage", [pytest.param(_truncate, marks=pytest.mark.slow), pytest.param(_delete, marks=pytest.mark.slow), _garble]
+)
 def test_5_a_damaged_newest_checkpoint_falls_back_to_the_older_step(trained, tmp_path, capsys, damage):
     workdir = copy_run(trained, tmp_path)
     damage(os.path.join(workdir, "checkpoints", "8"))
@@ -232,6 +237,7 @@ def _signal_at(monkeypatch, step, count):
     monkeypatch.setattr(pipeline.TrainIterator, "__next__", next_or_interrupt)
 
 
+@pytest.mark.slow
 def test_6_ctrl_c_saves_at_the_step_boundary_and_a_second_stops_at_once(trained, corpus, tmp_path, monkeypatch):
     once, twice = copy_run(trained, tmp_path, "once"), copy_run(trained, tmp_path, "twice")
     config = smoke_config(corpus, num_steps=16)
@@ -254,6 +260,7 @@ def test_6_ctrl_c_saves_at_the_step_boundary_and_a_second_stops_at_once(trained,
 # ------------------------------------------------------------------ 7. metrics once per step
 
 
+@pytest.mark.slow
 def test_7_metrics_and_tensorboard_hold_each_step_once_across_resumes(trained, tmp_path):
     from fire.training.metrics import scalars
 
@@ -300,6 +307,7 @@ def test_8_text_dir_refuses_an_empty_path_and_a_bom_is_not_text(tmp_path, monkey
 # ------------------------------------------------------------------ 9. learned positions
 
 
+@pytest.mark.slow
 def test_9_learned_refuses_position_ids_past_its_table():
     cfg = ModelConfig.from_size("tiny", vocab_size=259, train_len=16, pe="learned")
     model, tokens = Transformer(cfg), jnp.zeros((1, 8), jnp.int32)
@@ -342,6 +350,7 @@ def _train_flags(config, workdir) -> list:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_10_a_full_disk_during_a_save_is_one_line(trained, tmp_path):
     workdir = str(tmp_path / "full")
     result, _ = _cli(["-c", FULL_DISK, *_train_flags(trained[0], workdir)], timeout=300)
@@ -371,6 +380,7 @@ def test_11_every_value_is_checked_before_any_compute_or_write(corpus, tmp_path,
 # ------------------------------------------------------------------ 12. a failed first start
 
 
+@pytest.mark.slow
 def test_12_a_failed_first_start_does_not_tie_the_workdir_to_its_config(corpus, tmp_path, capsys):
     workdir = str(tmp_path / "run")
     with pytest.raises(NonFiniteLossError):  # fails after writing config.json, before any checkpoint
@@ -385,6 +395,7 @@ def test_12_a_failed_first_start_does_not_tie_the_workdir_to_its_config(corpus, 
 # ------------------------------------------------------------------ 13. bits per byte
 
 
+@pytest.mark.slow
 def test_13_bits_per_byte_leaves_special_tokens_out_of_loss_and_bytes(trained):
     run = load_run(trained[1])
     eos = run.tokenizer.eos_id
@@ -484,6 +495,7 @@ def _careless_cases(config, workdir, tmp) -> list:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_careless_command_lines_fail_in_one_line(trained, tmp_path):
     workdir = copy_run(trained, tmp_path)
     before = snapshot(workdir)

@@ -137,6 +137,7 @@ def fire_run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow
 def test_a_run_generates_on_both_paths_and_says_where_it_is(fire_run):
     dense = generate_text(fire_run, "the of", 8, impl="dense")
     blockwise = generate_text(fire_run, "the of", 8, impl="blockwise")
@@ -156,6 +157,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "generate.py", *args], cwd=REPO, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_cli_prints_text_and_tokens_per_second_past_the_training_length(fire_run):
     result = _cli(f"--workdir={fire_run}", "--prompt=the of", "--max_new_tokens=80", "--temperature=0.8",
                   "--top_k=40", "--seed=1")  # fmt: skip

@@ -41,7 +41,10 @@ def one_step(pe: str) -> dict:
     }
 
 
-@pytest.mark.parametrize("pe", NAMES)
+# FIRE and one encoding without a bias run by default; every encoding with -m slow.
+@pytest.mark.parametrize(
+    "pe", [name if name in ("fire", "sinusoidal") else pytest.param(name, marks=pytest.mark.slow) for name in NAMES]
+)
 def test_one_step_matches_golden(pe):
     with open(GOLDEN) as f:
         golden = json.load(f)[pe]

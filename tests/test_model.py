@@ -194,6 +194,7 @@ def test_deterministic_given_seed_and_seed_matters():
     assert not all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda u, v: bool(jnp.array_equal(u, v)), a, c)))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_tracks_float32():
     model32, params = tiny("fire")
     model16 = Transformer(dataclasses.replace(model32.cfg, dtype="bfloat16"))

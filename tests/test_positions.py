@@ -100,6 +100,7 @@ def test_data_seed_defaults_to_seed_and_old_workdirs_still_resume(tmp_path):
 # ---------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_randomized_positions_reach_the_model(corpus):
     """One step on the same batch: randomized positions change the loss."""
 
@@ -113,6 +114,7 @@ def test_randomized_positions_reach_the_model(corpus):
     assert first_step(True) != first_step(False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "pe,overrides", [("fire", {"mesh.data": 2, "grad_accum_steps": 2}), ("rope", {})], ids=["fire", "rope"]
 )
@@ -121,6 +123,7 @@ def test_randomized_training_runs(corpus, tmp_path, pe, overrides):
     assert np.isfinite(final["loss"]) and np.isfinite(final["eval_loss"])
 
 
+@pytest.mark.slow
 def test_a_resumed_randomized_run_reproduces_the_uninterrupted_one(corpus, tmp_path, monkeypatch):
     config = config_for(corpus, data_seed=7)
     train(config, str(tmp_path / "whole"))

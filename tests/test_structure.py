@@ -157,6 +157,7 @@ class ScaledRoPE(PositionEncoding):
         return Rotation(query=scaled(1.0), key=scaled(-1.0))
 
 
+@pytest.mark.slow
 def test_a_new_encoding_is_one_class_and_one_register_line(tmp_path):
     encodings.register("scaled_rope", ScaledRoPE)
     try:

@@ -89,6 +89,7 @@ def cli(*args):
     return subprocess.run([sys.executable, "sweep.py", *args], cwd=REPO, env=env, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_a_sweep_trains_resumes_survives_a_failure_evaluates_and_aggregates(tmp_path, corpus):
     variants = "[('ok', dict(pe='alibi')), ('broken', dict(pe='alibi', optimizer=dict(schedule='bogus')))]"
     path = write_sweep(tmp_path, corpus, pes=("alibi",), variants=variants)
@@ -130,6 +131,7 @@ def test_a_sweep_trains_resumes_survives_a_failure_evaluates_and_aggregates(tmp_
     assert third.stdout.count("| reused") == 4, third.stdout
 
 
+@pytest.mark.slow
 def test_evaluation_variants_are_rows_of_their_own(tmp_path, corpus):
     eval_variants = "[('pi2', dict(rows=['rope_pi'], encoding=dict(scale=2.0)))]"
     path = write_sweep(tmp_path, corpus, pes=("rope_pi",), eval_variants=eval_variants)

@@ -5,6 +5,7 @@ optional viewer)."""
 import os
 import struct
 
+import pytest
 from helpers import write_corpus
 from tensorboardX.proto import event_pb2
 
@@ -23,6 +24,7 @@ def read_events(path: str) -> list:
     return events
 
 
+@pytest.mark.slow
 def test_event_files_name_the_run_by_its_folder_and_hold_the_scalars(tmp_path):
     (tmp_path / "corpus").mkdir()
     corpus = write_corpus(tmp_path / "corpus", (("train", 3), ("validation", 2)), 600)

@@ -57,6 +57,7 @@ def reference(corpus, tmp_path_factory):
     return config, workdir
 
 
+@pytest.mark.slow
 def test_a_run_writes_what_users_look_at(reference):
     config, workdir = reference
     files = sorted(os.listdir(workdir))
@@ -73,8 +74,14 @@ def test_a_run_writes_what_users_look_at(reference):
     assert finalized_steps(workdir) == [8, 12]
 
 
-@pytest.mark.parametrize(
-    "mesh", [dict(data=8), dict(data=2, fsdp=4), dict(data=2, fsdp=2, tensor=2), dict(data=2, tensor=4)]
+@pytest.mark.parametrize(  # one mesh with every axis by default; the others with -m slow
+    "mesh",
+    [
+        pytest.param(dict(data=8), marks=pytest.mark.slow),
+        pytest.param(dict(data=2, fsdp=4), marks=pytest.mark.slow),
+        dict(data=2, fsdp=2, tensor=2),
+        pytest.param(dict(data=2, tensor=4), marks=pytest.mark.slow),
+    ],
 )
 def test_mesh_shapes_reproduce_the_single_device_run(reference, corpus, tmp_path, mesh):
     _, ref_dir = reference
@@ -89,6 +96,7 @@ def test_mesh_shapes_reproduce_the_single_device_run(reference, corpus, tmp_path
     assert np.allclose([got[s] for s in ref], list(ref.values()), rtol=2e-4), (ref, got)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_the_full_batch(reference, corpus, tmp_path):
     _, ref_dir = reference
     config = smoke_config(corpus, grad_accum_steps=2, checkpoint_every=100, **{"mesh.data": 2})
@@ -146,6 +154,7 @@ runpy.run_path("train.py", run_name="__main__")
 """
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_gives_identical_parameters(cli_reference, tmp_path):
     config, ref_dir = cli_reference
     workdir = str(tmp_path)
@@ -165,6 +174,7 @@ def test_sigkill_then_rerun_gives_identical_parameters(cli_reference, tmp_path):
 TERMINATOR = KILLER.replace("self.step == 10", "self.step == 6").replace("signal.SIGKILL", "signal.SIGTERM")
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_the_rerun_finishes_identically(cli_reference, tmp_path):
     config, ref_dir = cli_reference
     workdir = str(tmp_path)
