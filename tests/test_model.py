@@ -1,6 +1,7 @@
 """The decoder-only LM with every encoding: causality, the two attention paths, lengths."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -13,7 +14,7 @@ from fire import xla
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
 from fire.model import SIZES, ModelConfig, Transformer, count_params
-from fire.model.attention import causal_bias
+from fire.model.attention import causal_attention_in_row_tiles, causal_bias, dense_attention
 from fire.model.layers import project
 
 TRAIN_LEN = 32
@@ -89,6 +90,25 @@ def test_causal_bias_is_the_full_grid_on_the_causal_triangle(pe):
     np.testing.assert_allclose(np.where(lower, tiled, 0), np.where(lower, full, 0), rtol=1e-6, atol=1e-6)
     # Right of each tile's last row the bias is not computed: exactly 0.
     assert not tiled[:, :, :64, 64:].any() and not tiled[:, :, 64:128, 128:].any()
+
+
+@pytest.mark.parametrize("T,tile", [(20, 8), (16, 4), (5, 64)])
+def test_attention_in_row_tiles_equals_the_untiled_softmax_in_value_and_gradient(T, tile):
+    """Tiles skip the keys right of their last row; a ragged last tile and a single tile
+    included. The bias's entries right of the diagonal are garbage: attention masks them."""
+    B, H, D = 2, 3, 4
+    q, k, v, g = (jax.random.normal(jax.random.key(i), (B, T, H, D)) for i in range(4))
+    bias = jax.random.normal(jax.random.key(5), (1, H, T, T))
+
+    def loss(attend, q, k, v, bias):
+        return jnp.sum(attend(q, k, v, bias) * g)
+
+    tiled = lambda q, k, v, bias: causal_attention_in_row_tiles(q, k, v, bias, tile)
+    want = jax.value_and_grad(functools.partial(loss, dense_attention), argnums=(0, 1, 2, 3))(q, k, v, bias)
+    got = jax.value_and_grad(functools.partial(loss, tiled), argnums=(0, 1, 2, 3))(q, k, v, bias)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert float(jnp.abs(got[1][3][0, :, 0, 1:]).max()) == 0.0  # no gradient reaches masked entries
 
 
 def test_forward_at_four_times_training_length_is_finite(pe_model):

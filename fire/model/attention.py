@@ -1,6 +1,8 @@
 """Causal multi-head attention with two interchangeable paths.
 
-* ``dense``: the reference. Materialises the ``BxHxTxT`` logits and the full bias.
+* ``dense``: the reference (:func:`dense_attention`). Materialises the logits and the full
+  bias; training runs it in tiles of query rows, each against the keys up to its last row
+  (:func:`causal_attention_in_row_tiles`).
 * ``blockwise``: query blocks x key blocks with an online softmax (Milakov & Gimelshein;
   Rabe & Staats; FlashAttention's recurrence). Each encoding's bias is computed per block
   from position ids, so peak memory grows linearly with the length: what lets a CPU
@@ -72,6 +74,25 @@ def dense_attention(q_BxQxHxD, k_BxKxHxD, v_BxKxHxD, bias_BxHxQxK=None, q_index_
     logits = jnp.where(causal_QxK, logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(v_BxKxHxD.dtype)
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v_BxKxHxD, preferred_element_type=jnp.float32).astype(v_BxKxHxD.dtype)
+
+
+def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=None, tile: Optional[int] = None):
+    """:func:`dense_attention` over ordinary causal inputs (``Q == K``), ``tile`` query rows at
+    a time (default :func:`causal_bias_tile`), each tile against the keys up to its last row
+    only: the logits, softmax and both attention matmuls skip the masked keys right of each
+    tile (a little over half of the ``T x T`` grid with many tiles). The values equal the
+    untiled softmax's up to float32 rounding. Measured on a 2-core CPU, forward and
+    backward: 0.63-0.77x the untiled time at ``8x4x512x32`` and 0.62-0.68x at ``2x8x2048x64``.
+    """
+    T = q_BxTxHxD.shape[1]
+    tile = tile or causal_bias_tile(T)
+    outs = []
+    for start in range(0, T, tile):
+        stop = min(start + tile, T)
+        bias = None if bias_BxHxTxT is None else bias_BxHxTxT[:, :, start:stop, :stop]
+        q_index = jnp.arange(start, stop)
+        outs.append(dense_attention(q_BxTxHxD[:, start:stop], k_BxTxHxD[:, :stop], v_BxTxHxD[:, :stop], bias, q_index))
+    return jnp.concatenate(outs, axis=1) if len(outs) > 1 else outs[0]
 
 
 def materialize(bias):
@@ -360,7 +381,7 @@ class CausalSelfAttention(nn.Module):
             q_index_T = cache_index + jnp.arange(q.shape[1])
             out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense, q_index_T)
         elif impl == "dense":
-            out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense)
+            out_BxTxHxD = causal_attention_in_row_tiles(q, k, v, None if bias is None else bias.dense)
         elif impl == "blockwise":
             if bias is None:
                 out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, None, block_size)
