@@ -47,7 +47,7 @@ def op_names(hlo_text: str) -> dict:
         if header and not line.startswith(" "):
             current = header.group(1)
             continue
-        m = re.match(r"^\s+(ROOT\s+)?%?([\w.\-]+)\s*=.*?(?:op_name=\"([^\"]*)\")?[^\"]*$", line)
+        m = re.match(r"^\s+(ROOT\s+)?%?([\w.\-]+)\s*=", line)
         if not m:
             continue
         op = re.search(r'op_name="([^"]*)"', line)
