@@ -185,8 +185,8 @@ class Transformer(nn.Module):
             if absolute is not None:
                 x = x + absolute
             # Once, for all layers (a decode step's: one row against every cache slot).
-            cache = caches[0] if caches else None
-            shared_bias = _bias(self.encoding, seq_len, positions_BxT, impl, self.cfg.block_size, cache, ordinary)
+            first_cache = caches[0] if caches else None
+            shared_bias = _bias(self.encoding, seq_len, positions_BxT, impl, self.cfg.block_size, first_cache, ordinary)
         x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         kvs = []
         for block, cache in zip(self.blocks, caches or [None] * len(self.blocks)):
