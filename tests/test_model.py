@@ -14,7 +14,7 @@ from fire import xla
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
 from fire.model import SIZES, ModelConfig, Transformer, count_params
-from fire.model.attention import causal_attention_in_row_tiles, causal_bias, dense_attention
+from fire.model.attention import causal_attention_in_row_tiles, causal_bias, causal_row_tiles, dense_attention
 from fire.model.layers import project
 
 TRAIN_LEN = 32
@@ -84,12 +84,12 @@ def test_causal_bias_is_the_full_grid_on_the_causal_triangle(pe):
     T = 150  # row tiles of 64: 0-63, 64-127, 128-149 (ragged)
     positions_BxT = jnp.arange(T)[None] + jnp.array([[0], [29]])  # per-example offsets
     full = np.asarray(bias_fn(positions_BxT, positions_BxT))
-    tiled = np.asarray(causal_bias(bias_fn, positions_BxT, tile=64))
-    assert tiled.shape == full.shape == (2, 4, T, T)
-    lower = np.tril(np.ones((T, T), bool))
-    np.testing.assert_allclose(np.where(lower, tiled, 0), np.where(lower, full, 0), rtol=1e-6, atol=1e-6)
-    # Right of each tile's last row the bias is not computed: exactly 0.
-    assert not tiled[:, :, :64, 64:].any() and not tiled[:, :, 64:128, 128:].any()
+    tiles = causal_bias(bias_fn, positions_BxT, tile=64)
+    assert [t.shape for t in tiles] == [(2, 4, 64, 64), (2, 4, 64, 128), (2, 4, 22, 150)]
+    for (start, stop), tile in zip([(0, 64), (64, 128), (128, 150)], tiles):
+        lower = np.tril(np.ones((T, T), bool))[start:stop, :stop]
+        want = np.where(lower, full[:, :, start:stop, :stop], 0)
+        np.testing.assert_allclose(np.where(lower, tile, 0), want, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("T,tile", [(20, 8), (16, 4), (5, 64)])
@@ -103,7 +103,10 @@ def test_attention_in_row_tiles_equals_the_untiled_softmax_in_value_and_gradient
     def loss(attend, q, k, v, bias):
         return jnp.sum(attend(q, k, v, bias) * g)
 
-    tiled = lambda q, k, v, bias: causal_attention_in_row_tiles(q, k, v, bias, tile)
+    def tiled(q, k, v, bias):
+        tiles = [bias[:, :, start:stop, :stop] for start, stop in causal_row_tiles(T, tile)]
+        return causal_attention_in_row_tiles(q, k, v, tiles, tile)
+
     want = jax.value_and_grad(functools.partial(loss, dense_attention), argnums=(0, 1, 2, 3))(q, k, v, bias)
     got = jax.value_and_grad(functools.partial(loss, tiled), argnums=(0, 1, 2, 3))(q, k, v, bias)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):

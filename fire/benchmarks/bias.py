@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from fire import xla
 from fire.encodings import build_encoding
 from fire.encodings import fire as fire_module
-from fire.model.attention import position_bias
+from fire.model.attention import causal_bias_tile, causal_row_tiles, position_bias
 
 
 def timed(fn, params, repeats):
@@ -64,11 +64,13 @@ def main(argv=None):
         params = enc.init(jax.random.key(0), method=lambda m: m.bias_fn(T) and None).get("params", {})
 
         def loss(params, table: bool):
-            def bias(m):
+            def bias_tiles(m):
                 distance = m.distance_bias(T) if table else None
-                return position_bias(m.bias_fn(T), positions_1xT, "dense", None, distance).dense[0]
+                return position_bias(m.bias_fn(T), positions_1xT, "dense", None, distance).causal_tiles
 
-            return jnp.sum(enc.apply({"params": params}, method=bias) * cotangent_HxTxT)
+            tiles = enc.apply({"params": params}, method=bias_tiles)
+            rows = causal_row_tiles(T, causal_bias_tile(T))
+            return sum(jnp.sum(tile[0] * cotangent_HxTxT[:, start:stop, :stop]) for tile, (start, stop) in zip(tiles, rows))
 
         paths = [("pairwise", False), ("table", True)]
         if pe in ("fire", "fire_s"):

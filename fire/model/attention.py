@@ -83,7 +83,7 @@ def _attend(q_BxHxQxD, k_BxHxKxD, v_BxHxKxD, bias_BxHxQxK, q_index_Q):
     return out.astype(v_BxHxKxD.dtype)
 
 
-def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=None, tile: Optional[int] = None):
+def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_tiles=None, tile: Optional[int] = None):
     """:func:`dense_attention` over ordinary causal inputs (``Q == K``), ``tile`` query rows at
     a time (default :func:`causal_bias_tile`), each tile against the keys up to its last row
     only: the logits, softmax and both attention matmuls skip the masked keys right of each
@@ -91,17 +91,25 @@ def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_BxHxTxT=
     the sequence once, so that every tile's rows are contiguous slices. The values equal the
     untiled softmax's up to float32 rounding. Measured on a 2-core CPU, forward and backward:
     0.6-0.7x the untiled time at ``8x4x512x32`` and ``8x8x512x64``.
+
+    ``bias_tiles``: the bias in the same row tiles, as :func:`causal_bias` returns it (tile
+    ``i``: ``BxHx(stop - start)xstop`` for rows ``start..stop-1``; ``B`` may be 1), or None.
     """
     T = q_BxTxHxD.shape[1]
     tile = tile or causal_bias_tile(T)
     q, k, v = (jnp.transpose(x, (0, 2, 1, 3)) for x in (q_BxTxHxD, k_BxTxHxD, v_BxTxHxD))
     outs = []
-    for start in range(0, T, tile):
-        stop = min(start + tile, T)
-        bias = None if bias_BxHxTxT is None else bias_BxHxTxT[:, :, start:stop, :stop]
+    for i, (start, stop) in enumerate(causal_row_tiles(T, tile)):
+        bias = None if bias_tiles is None else bias_tiles[i]
         outs.append(_attend(q[:, :, start:stop], k[:, :, :stop], v[:, :, :stop], bias, jnp.arange(start, stop)))
     out_BxHxTxD = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
     return jnp.transpose(out_BxHxTxD, (0, 2, 1, 3))
+
+
+def causal_row_tiles(T: int, tile: int):
+    """The ``(start, stop)`` query rows of each row tile of a causal ``T x T`` grid; tile
+    ``(start, stop)`` meets keys ``0..stop-1``."""
+    return [(start, min(start + tile, T)) for start in range(0, T, tile)]
 
 
 def materialize(bias):
@@ -115,16 +123,18 @@ def materialize(bias):
 
 
 def causal_bias(bias_fn: BiasFn, positions_BxT, tile: Optional[int] = None):
-    """``bias_fn`` over the causal triangle of ``positions_BxT`` x itself: ``BxHxTxT``.
+    """``bias_fn`` over the causal triangle of ``positions_BxT`` x itself, in row tiles.
 
-    Query rows go in tiles of ``tile`` (default: ``BIAS_TILE_ROWS`` rows, fewer tiles
-    for long inputs); each tile meets only the keys up to its last row, and the entries
-    right of those are 0 (causal attention masks them). This does a little over half the
-    work of the full grid, and each tile's intermediates (FIRE's hidden layer) stay in
+    Query rows go in tiles of ``tile`` (default :func:`causal_bias_tile`: ``BIAS_TILE_ROWS``
+    rows, fewer tiles for long inputs), each against the keys up to its last row only: a
+    tuple of ``BxHx(stop - start)xstop`` arrays for the :func:`causal_row_tiles` of ``T``,
+    the form :func:`causal_attention_in_row_tiles` consumes. This does a little over half
+    the work of the full grid, and each tile's intermediates (FIRE's hidden layer) stay in
     cache (the README's benchmark section has the measured effect).
     """
-    tile = tile or causal_bias_tile(positions_BxT.shape[1])
-    return materialize(_bias_in_row_tiles(bias_fn, positions_BxT, positions_BxT, tile, causal=True))
+    T = positions_BxT.shape[1]
+    rows = lambda start, stop: bias_fn(positions_BxT[:, start:stop], positions_BxT[:, :stop])
+    return materialize(_causal_tiles(rows, T, tile or causal_bias_tile(T)))
 
 
 def toeplitz(window_HxW, Q: int, K: int):
@@ -162,11 +172,16 @@ def diagonal_tile(padded_HxN, offset, Q: int, K: int, pad: Optional[int] = None)
 
 @dataclasses.dataclass(frozen=True)
 class PositionBias:
-    """An encoding's additive bias in the form an attention path consumes: the dense
-    ``BxHxTxT`` array (dense path), or for the blockwise path ``tile(qi, ki, qpos_BxQ,
-    kpos_BxK) -> BxHxQxK`` (``B`` may be 1) for query block ``qi`` and key block ``ki`` of
-    ``block`` positions each."""
+    """An encoding's additive bias in the form an attention path consumes (``B`` may be 1):
 
+    * ``causal_tiles``: the dense path over ordinary causal inputs, the row tiles of
+      :func:`causal_bias` (tile ``i``: ``BxHx(stop - start)xstop``);
+    * ``dense``: a decode step, its query rows against every cache slot, ``BxHxTxS``;
+    * ``tile(qi, ki, qpos_BxQ, kpos_BxK) -> BxHxQxK``: the blockwise path, for query block
+      ``qi`` and key block ``ki`` of ``block`` positions each.
+    """
+
+    causal_tiles: Optional[tuple] = None
     dense: Optional[jnp.ndarray] = None
     tile: Optional[Callable] = None
     block: Optional[int] = None
@@ -184,7 +199,8 @@ def position_bias(
 
     The model calls this once per forward for an encoding shared by all layers and once
     per layer otherwise. On the dense path the bias is computed right away over the causal
-    triangle (:func:`causal_bias`, position batch 1 unless positions differ per example);
+    triangle, in the row tiles the attention consumes (:func:`causal_bias`, position batch
+    1 unless positions differ per example);
     on the blockwise path (tiles of ``block_size``) it is computed per tile inside the loop,
     so memory stays linear. ``distance`` (the encoding's :class:`DistanceBias`, passed only
     when ``positions_BxT`` is ``0..T-1``) replaces the pairwise evaluation by a table read
@@ -214,11 +230,11 @@ def position_bias(
 
     def from_table():  # on the causal triangle, in the row tiles of causal_bias
         padded_HxN = padded_distance_table(distance, T, T - 1)
-        rows = lambda start, stop, keys: diagonal_tile(padded_HxN, start, stop - start, keys, pad=T - 1)
-        return _row_tiles(rows, T, T, causal_bias_tile(T), causal=True)
+        rows = lambda start, stop: diagonal_tile(padded_HxN, start, stop - start, stop, pad=T - 1)
+        return _causal_tiles(rows, T, causal_bias_tile(T))
 
     pairwise = lambda: causal_bias(bias_fn, positions_BxT)
-    return PositionBias(dense=materialize(_table_or_pairwise(distance, T - 1, from_table, pairwise)))
+    return PositionBias(causal_tiles=materialize(_table_or_pairwise(distance, T - 1, from_table, pairwise)))
 
 
 def _table_or_pairwise(distance: Optional[DistanceBias], last_row, from_table, pairwise):
@@ -245,23 +261,9 @@ def causal_bias_tile(T: int) -> int:
     return max(BIAS_TILE_ROWS, ceil_div(T, CAUSAL_BIAS_MAX_TILES))
 
 
-def _bias_in_row_tiles(bias_fn: BiasFn, q_pos_BxQ, k_pos_BxK, tile: int, causal: bool):
-    """``bias_fn(q_pos_BxQ, k_pos_BxK)`` evaluated ``tile`` query rows at a time; with
-    ``causal`` (square, by index), each tile only up to its last row and 0 right of it."""
-    rows = lambda start, stop, keys: bias_fn(q_pos_BxQ[:, start:stop], k_pos_BxK[:, :keys])
-    return _row_tiles(rows, q_pos_BxQ.shape[1], k_pos_BxK.shape[1], tile, causal)
-
-
-def _row_tiles(rows, Q: int, K: int, tile: int, causal: bool):
-    """``rows(start, stop, keys) -> BxHx(stop - start)xkeys`` over query rows ``0..Q-1``,
-    ``tile`` rows at a time, stacked into ``BxHxQxK``: with ``causal`` (square, by index) each
-    tile meets only the keys up to its last row, and the entries right of those are 0."""
-    tiles = []
-    for start in range(0, Q, tile):
-        stop = min(start + tile, Q)
-        keys = stop if causal else K
-        tiles.append(jnp.pad(rows(start, stop, keys), [(0, 0), (0, 0), (0, 0), (0, K - keys)]))
-    return jnp.concatenate(tiles, axis=2) if len(tiles) > 1 else tiles[0]
+def _causal_tiles(rows, T: int, tile: int):
+    """``(rows(start, stop) -> BxHx(stop - start)xstop for each causal row tile of T)``."""
+    return tuple(rows(start, stop) for start, stop in causal_row_tiles(T, tile))
 
 
 def _blocks(x, n_blocks, block):
@@ -381,7 +383,7 @@ class CausalSelfAttention(nn.Module):
         if rotation is not None:
             q, k = rotation.query(q, positions_BxT), rotation.key(k, positions_BxT)
         if bias is not None:
-            impl = "dense" if bias.dense is not None else "blockwise"
+            impl = "blockwise" if bias.tile is not None else "dense"
         if cache is not None:  # a decode step: write this step's slots, attend over the whole cache
             write = lambda slots, new: jax.lax.dynamic_update_slice_in_dim(
                 slots, new.astype(slots.dtype), cache_index, 1
@@ -390,7 +392,7 @@ class CausalSelfAttention(nn.Module):
             q_index_T = cache_index + jnp.arange(q.shape[1])
             out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense, q_index_T)
         elif impl == "dense":
-            out_BxTxHxD = causal_attention_in_row_tiles(q, k, v, None if bias is None else bias.dense)
+            out_BxTxHxD = causal_attention_in_row_tiles(q, k, v, None if bias is None else bias.causal_tiles)
         elif impl == "blockwise":
             if bias is None:
                 out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, None, block_size)
