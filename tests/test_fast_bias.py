@@ -223,13 +223,15 @@ def test_peer_benchmark_without_the_peer_says_how_to_set_it_up(tmp_path):
 def test_profile_benchmark_puts_the_step_s_ops_in_categories(capsys):
     from fire.benchmarks import profile
 
-    profile.main(["--size=tiny", "--encoding=alibi", "--train_len=32", "--batch=2", "--steps=1", "--top=3"])
+    shape = ["--d_model=32", "--layers=1", "--heads=2"]
+    profile.main(["--size=tiny", "--encoding=alibi", "--train_len=32", "--batch=2", "--steps=1", "--top=3", *shape])
     out = capsys.readouterr().out
+    assert "d_model 32, 1 layers, 2 heads" in out
     table = dict(
         (row.split("|")[1].strip(), float(row.split("|")[2]))
         for row in out.split("| category |")[1].split("\n\n")[0].splitlines()[2:]
     )
-    assert table["matmul"] > 0 and table["attention"] > 0 and table["optimizer"] > 0
+    assert table["matmul"] > 0 and {"attention", "optimizer"} <= set(table)  # tiny ops may print as 0.0 ms
     known = {"matmul", "attention", "norm", "mlp activation", "embedding and logits", "loss", "optimizer", "layout"}
     assert set(table) <= known | {"other"}
 

@@ -6,6 +6,9 @@ Commands (from the repository root):
 
     python -m fire.benchmarks.profile                        # small, nope, length 512, batch 8
     python -m fire.benchmarks.profile --size=tiny --encoding=fire --top=15
+    python -m fire.benchmarks.profile --d_model=256 --layers=4 --heads=4 --train_len=256  # a peer shape
+
+(``scripts/profile_peer.py`` profiles x-transformers' step in the same categories.)
 
 Categories, from each op's HLO name and the JAX source path it came from (``op_name``):
 ``matmul`` (dots, YNNPACK dot fusions), ``layout`` (transposes and copies), then by model
@@ -106,10 +109,22 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=3, help="traced steps (after two untimed ones)")
     p.add_argument("--top", type=int, default=10, help="the slowest ops to list")
+    p.add_argument("--d_model", type=int, help="with --layers and --heads: this shape instead of --size's, "
+                   "d_ff 4 x d_model and no vocabulary padding, as fire.benchmarks.peer builds it")  # fmt: skip
+    p.add_argument("--layers", type=int)
+    p.add_argument("--heads", type=int)
     args = p.parse_args(argv)
+    shape = (args.d_model, args.layers, args.heads)
+    if any(shape) and not all(shape):
+        p.error("--d_model, --layers and --heads go together.")
+    model = None
+    if all(shape):
+        model = dict(num_layers=args.layers, d_model=args.d_model, num_heads=args.heads, d_ff=4 * args.d_model,
+                     vocab_multiple=0)  # fmt: skip
 
+    shape_name = f"d_model {args.d_model}, {args.layers} layers, {args.heads} heads" if model else args.size
     peak = matmul_gflops(args.size, args.train_len, args.batch, "float32")
-    step = TimedStep(args.encoding, args.size, args.train_len, args.batch, "float32")
+    step = TimedStep(args.encoding, args.size, args.train_len, args.batch, "float32", model=model)
     step()
     compiled = step.run.train_step.lower(step.state, step.tokens).compile()
     names = op_names(compiled.as_text())
@@ -124,7 +139,7 @@ def main(argv=None):
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     print(
-        f"Training step profile: {args.size}, {args.encoding}, length {args.train_len}, batch {args.batch}, "
+        f"Training step profile: {shape_name}, {args.encoding}, length {args.train_len}, batch {args.batch}, "
         f"float32; wall {wall * 1e3:.0f} ms/step (median of {args.steps} traced); ops' own time "
         f"{total * 1e3:.0f} ms/step; measured matmul peak {peak:.0f} GFLOP/s. The step does "
         f"{flops / 1e9:.1f} GFLOP of model FLOPs ({flops / wall / 1e9 / peak:.0%} of the peak at this wall "
