@@ -262,7 +262,8 @@ def causal_bias_tile(T: int) -> int:
 
 
 def _causal_tiles(rows, T: int, tile: int):
-    """``(rows(start, stop) -> BxHx(stop - start)xstop for each causal row tile of T)``."""
+    """A tuple of ``rows(start, stop)`` (``BxHx(stop - start)xstop``), one per causal row tile
+    of ``T`` (:func:`causal_row_tiles`)."""
     return tuple(rows(start, stop) for start, stop in causal_row_tiles(T, tile))
 
 
