@@ -17,6 +17,7 @@ to the wall time (less Python's); the warm-up steps are profiled too and the per
 figure divides by every step run.
 """
 
+import argparse
 import collections
 import re
 import runpy
@@ -37,10 +38,11 @@ CATEGORIES = (  # first match wins, on the aten op's name
 
 def main():
     script, *args = sys.argv[1:]
-    steps = next((int(a.split("=")[1]) for a in args if a.startswith("--steps=")), None)
-    if steps is None and "--steps" in args:
-        steps = int(args[args.index("--steps") + 1])
-    steps = (steps or 20) + 3  # the peer script's warm-up steps are profiled too
+    counts = argparse.ArgumentParser(add_help=False)  # the peer script's own defaults
+    counts.add_argument("--steps", type=int, default=20)
+    counts.add_argument("--warmup", type=int, default=3)
+    known, _ = counts.parse_known_args(args)
+    steps = known.steps + known.warmup  # the warm-up steps are profiled too
     sys.argv = [script, *args]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         runpy.run_path(script, run_name="__main__")

@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-from fire.benchmarks.train import TimedStep
+from fire.benchmarks.train import TimedStep, peer_shape
 
 SHAPES = ((512, 6, 8, 512, 8), (256, 4, 4, 256, 8))  # d_model, layers, heads, length, batch
 VOCAB = 259
@@ -64,7 +64,7 @@ def main(argv=None):
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for d_model, layers, heads, length, batch in SHAPES:
-        model = dict(num_layers=layers, d_model=d_model, num_heads=heads, d_ff=4 * d_model, vocab_multiple=0)
+        model = peer_shape(d_model, layers, heads)
         for pe in args.encodings.split(","):
             ours = TimedStep(pe, "small", length, batch, "float32", model=model)
             ours_tps, peer_tps = [], []

@@ -32,7 +32,7 @@ import tempfile
 
 import jax
 
-from fire.benchmarks.train import TimedStep, matmul_gflops
+from fire.benchmarks.train import TimedStep, matmul_gflops, peer_shape
 from fire.model import train_flops_per_token
 
 _MATMUL = re.compile(r"^(ynn_fusion|dot|convolution|custom-call)")
@@ -117,10 +117,7 @@ def main(argv=None):
     shape = (args.d_model, args.layers, args.heads)
     if any(shape) and not all(shape):
         p.error("--d_model, --layers and --heads go together.")
-    model = None
-    if all(shape):
-        model = dict(num_layers=args.layers, d_model=args.d_model, num_heads=args.heads, d_ff=4 * args.d_model,
-                     vocab_multiple=0)  # fmt: skip
+    model = peer_shape(*shape) if all(shape) else None
 
     shape_name = f"d_model {args.d_model}, {args.layers} layers, {args.heads} heads" if model else args.size
     peak = matmul_gflops(args.size, args.train_len, args.batch, "float32")

@@ -57,6 +57,12 @@ class TimedStep:
         return time.perf_counter() - t0
 
 
+def peer_shape(d_model: int, layers: int, heads: int) -> dict:
+    """``TimedStep``'s ``model`` overrides for the peer's decoder shape (``fire.benchmarks.peer``):
+    ``d_ff = 4 x d_model`` and the vocabulary unpadded, as x-transformers builds it."""
+    return dict(num_layers=layers, d_model=d_model, num_heads=heads, d_ff=4 * d_model, vocab_multiple=0)
+
+
 def time_steps(encodings, size, train_len, batch, dtype, repeats):
     """``{pe: (Step, [seconds per round])}``, timed round-robin (one step of each encoding
     per round) so that drift in the machine's speed hits every encoding alike; the order
