@@ -28,7 +28,10 @@ from torch.profiler import ProfilerActivity, profile
 CATEGORIES = (  # first match wins, on the aten op's name
     ("attention (softmax, mask)", r"scaled_dot_product|flash_attention|softmax|masked_fill"),
     ("matmul", r"^aten::(mm|addmm|bmm|matmul|linear|baddbmm)$"),
-    ("layout (transposes, copies)", r"^aten::(copy_|clone|contiguous|transpose|permute|view|reshape|_unsafe_view|t|as_strided|empty_strided|expand|cat|stack)$"),  # fmt: skip
+    (
+        "layout (transposes, copies)",
+        r"^aten::(copy_|clone|contiguous|transpose|permute|view|reshape|_unsafe_view|t|as_strided|empty_strided|expand|cat|stack)$",
+    ),  # fmt: skip
     ("norm", r"layer_norm|rms_norm"),
     ("mlp activation", r"gelu"),
     ("loss", r"cross_entropy|log_softmax|nll_loss"),

@@ -70,7 +70,9 @@ def main(argv=None):
 
             tiles = enc.apply({"params": params}, method=bias_tiles)
             rows = causal_row_tiles(T, causal_bias_tile(T))
-            return sum(jnp.sum(tile[0] * cotangent_HxTxT[:, start:stop, :stop]) for tile, (start, stop) in zip(tiles, rows))
+            return sum(
+                jnp.sum(tile[0] * cotangent_HxTxT[:, start:stop, :stop]) for tile, (start, stop) in zip(tiles, rows)
+            )
 
         paths = [("pairwise", False), ("table", True)]
         if pe in ("fire", "fire_s"):
