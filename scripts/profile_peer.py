@@ -31,7 +31,7 @@ CATEGORIES = (  # first match wins, on the aten op's name
     (
         "layout (transposes, copies)",
         r"^aten::(copy_|clone|contiguous|transpose|permute|view|reshape|_unsafe_view|t|as_strided|empty_strided|expand|cat|stack)$",
-    ),  # fmt: skip
+    ),
     ("norm", r"layer_norm|rms_norm"),
     ("mlp activation", r"gelu"),
     ("loss", r"cross_entropy|log_softmax|nll_loss"),
