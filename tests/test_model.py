@@ -105,13 +105,22 @@ def test_attention_in_row_tiles_equals_the_untiled_softmax_in_value_and_gradient
 
     def tiled(q, k, v, bias):
         tiles = [bias[:, :, start:stop, :stop] for start, stop in causal_row_tiles(T, tile)]
-        return causal_attention_in_row_tiles(q, k, v, tiles, tile)
+        return causal_attention_in_row_tiles(q, k, v, tiles)  # the tiles set the tile size
 
     want = jax.value_and_grad(functools.partial(loss, dense_attention), argnums=(0, 1, 2, 3))(q, k, v, bias)
     got = jax.value_and_grad(functools.partial(loss, tiled), argnums=(0, 1, 2, 3))(q, k, v, bias)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(got[1][3][0, :, 0, 1:]).max()) == 0.0  # no gradient reaches masked entries
+    without_bias = causal_attention_in_row_tiles(q, k, v, tile=tile)
+    np.testing.assert_allclose(without_bias, dense_attention(q, k, v), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_in_row_tiles_refuses_a_tile_size_other_than_the_bias_tiles():
+    q = jnp.zeros((1, 8, 2, 4))
+    tiles = [jnp.zeros((1, 2, stop - start, stop)) for start, stop in causal_row_tiles(8, 4)]
+    with pytest.raises(ValueError, match="tiles of 4 rows"):
+        causal_attention_in_row_tiles(q, q, q, tiles, tile=2)
 
 
 def test_forward_at_four_times_training_length_is_finite(pe_model):

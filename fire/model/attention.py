@@ -92,10 +92,19 @@ def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_tiles=No
     untiled softmax's up to float32 rounding. Measured on a 2-core CPU, forward and backward:
     0.6-0.7x the untiled time at ``8x4x512x32`` and ``8x8x512x64``.
 
-    ``bias_tiles``: the bias in the same row tiles, as :func:`causal_bias` returns it (tile
-    ``i``: ``BxHx(stop - start)xstop`` for rows ``start..stop-1``; ``B`` may be 1), or None.
+    ``bias_tiles``: the bias in row tiles, as :func:`causal_bias` returns it (tile ``i``:
+    ``BxHx(stop - start)xstop`` for rows ``start..stop-1``; ``B`` may be 1), or None. Its
+    first tile's rows set the tile size; ``tile`` is for attention without a bias.
+
+    Raises:
+      ValueError: ``tile`` given and different from the bias tiles' rows.
     """
     T = q_BxTxHxD.shape[1]
+    if bias_tiles is not None:
+        rows = bias_tiles[0].shape[-2]
+        if tile is not None and tile != rows:
+            raise ValueError(f"tile={tile} but the bias comes in tiles of {rows} rows: pass one of the two")
+        tile = rows
     tile = tile or causal_bias_tile(T)
     q, k, v = (jnp.transpose(x, (0, 2, 1, 3)) for x in (q_BxTxHxD, k_BxTxHxD, v_BxTxHxD))
     outs = []
