@@ -2,6 +2,8 @@
 the piecewise-linear function it is, and distance tables (a bias that depends on ``i - j``
 alone, computed once over the distances and read along the diagonals)."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -261,3 +263,34 @@ ENTRY %main (a: f32[4]) -> f32[4] {
     assert (
         categorize("add_fusion", "jit(train_step)/jvp(Transformer)/Transformer.hidden/blocks_0/mlp_norm/add") == "norm"
     )
+
+
+def test_step_matmuls_count_the_step_s_flops_by_hand():
+    from fire.benchmarks.peer_gap import VOCAB, step_matmuls
+
+    d, layers, heads, T, B = 8, 2, 2, 16, 3
+    matmuls = step_matmuls(d, layers, heads, T, B)
+    flops = {kind: sum(2 * b * m * k * n for b, m, k, n, _, _ in mms) for kind, mms in matmuls.items()}
+    projections = 2 * B * T * (layers * (4 * d * d + 2 * d * 4 * d) + d * VOCAB)
+    assert flops["forward"] == flops["input gradient"] == flops["weight gradient"] == projections
+    assert flops["attention"] == layers * 6 * 2 * B * heads * T * T * (d // heads)  # 2 forward, 4 backward
+    assert {mm[4:] for mm in matmuls["weight gradient"]} == {(True, False)}
+    assert {mm[4:] for mm in matmuls["input gradient"]} == {(False, True)}
+    assert flops["one attention dot"] == 2 * B * heads * T * T * (d // heads)
+
+
+@pytest.mark.slow
+def test_peer_gap_times_every_part_and_matmul_kind_on_the_jax_side(capsys):
+    from fire.benchmarks import peer_gap
+
+    peer_gap.main(["--side=jax", "--shape=32,1,2,16,2", "--steps=1"])
+    times = json.loads(capsys.readouterr().out)
+    assert set(times["parts"]) == set(peer_gap.PARTS) and set(times["matmuls"]) == set(peer_gap.KINDS)
+    assert all(t > 0 for table in times.values() for t in table.values())
+
+
+def test_peer_gap_without_the_peer_says_how_to_set_it_up(tmp_path):
+    from fire.benchmarks import peer_gap
+
+    with pytest.raises(SystemExit, match="set up the peer"):
+        peer_gap.main([f"--peer_python={tmp_path}/missing/python"])

@@ -36,6 +36,13 @@ SHAPES = ((512, 6, 8, 512, 8), (256, 4, 4, 256, 8))  # d_model, layers, heads, l
 VOCAB = 259
 
 
+def require_peer(*paths):
+    """Exit with one line if a path of the peer's setup (its Python, its script) is missing."""
+    for path in paths:
+        if not os.path.exists(path):
+            sys.exit(f"{path} not found: set up the peer as fire.benchmarks.peer's docstring says.")
+
+
 def peer_tokens_per_s(python, script, d_model, layers, heads, length, batch, pe, steps) -> float:
     cmd = [python, script, f"--dim={d_model}", f"--depth={layers}", f"--heads={heads}", f"--seq={length}"]
     cmd += [f"--batch={batch}", f"--pe={pe}", f"--vocab={VOCAB}", f"--steps={steps}"]
@@ -51,9 +58,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=10, help="timed steps per round, each side")
     args = p.parse_args(argv)
-    for path in (args.peer_python, args.peer_script):
-        if not os.path.exists(path):
-            sys.exit(f"{path} not found: set up the peer as this module's docstring says (python -m {__name__} -h).")
+    require_peer(args.peer_python, args.peer_script)
 
     print(
         f"Training step, float32, both sides on this machine's CPU; {args.rounds} interleaved rounds of "
