@@ -120,7 +120,7 @@ def main(argv=None):
     model = peer_shape(*shape) if all(shape) else None
 
     shape_name = f"d_model {args.d_model}, {args.layers} layers, {args.heads} heads" if model else args.size
-    peak = matmul_gflops(args.size, args.train_len, args.batch, "float32")
+    peak = matmul_gflops(args.size, args.train_len, args.batch, "float32", model=model)
     step = TimedStep(args.encoding, args.size, args.train_len, args.batch, "float32", model=model)
     step()
     compiled = step.run.train_step.lower(step.state, step.tokens).compile()

@@ -76,10 +76,12 @@ def time_steps(encodings, size, train_len, batch, dtype, repeats):
     return {pe: (steps[pe], times[pe]) for pe in encodings}
 
 
-def matmul_gflops(size, train_len, batch, dtype, repeats=10):
+def matmul_gflops(size, train_len, batch, dtype, repeats=10, model: Optional[dict] = None):
     """The best GFLOP/s of a jitted ``[tokens, d_model] x [d_model, d_ff]`` matmul and of
-    its transposed-shape sibling, in ``dtype`` with float32 accumulation."""
+    its transposed-shape sibling, in ``dtype`` with float32 accumulation; ``d_model`` and
+    ``d_ff`` from ``model`` (``TimedStep``'s overrides) where it sets them."""
     _, d_model, _, d_ff = SIZES[size]
+    d_model, d_ff = (model or {}).get("d_model", d_model), (model or {}).get("d_ff", d_ff)
     best = 0.0
     for m, k, n in ((batch * train_len, d_model, d_ff), (batch * train_len, d_ff, d_model)):
         a, b = jnp.ones((m, k), dtype), jnp.ones((k, n), dtype)
