@@ -170,3 +170,17 @@ def test_a_sigterm_to_the_sweep_reaches_the_training_child(tmp_path):
         code, terminated = runner._train_child([sys.executable, "-c", child], out)
     assert (code, terminated) == (7, True)
     assert signal.getsignal(signal.SIGTERM) == before  # the sweep's own handling is back
+
+
+def test_length_curve_keeps_eleven_rows_apart():
+    """The ablation table has 11 rows: past matplotlib's ten colours, lines change style."""
+    from fire.sweeps.aggregate import length_curve
+
+    table = [
+        dict(size="tiny", train_len=8, row=f"row{i}", eval_len=L, loss=1.0 + i, loss_std=0.1, n=3)
+        for i in range(11)
+        for L in (8, 16)
+    ]
+    lines = length_curve(table).axes[0].get_lines()[:-1]  # the last is the training length's marker
+    styles = {(line.get_color(), line.get_linestyle()) for line in lines}
+    assert len(lines) == 11 and len(styles) == 11

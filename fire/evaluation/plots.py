@@ -42,14 +42,20 @@ def _by_run(rows):
     return runs
 
 
+def line_style(i: int) -> dict:
+    """Colour and line style of the ``i``-th line of a plot: matplotlib's ten colours, then
+    the same colours dashed, dash-dotted and dotted, so that up to 40 lines stay distinct."""
+    return {"color": f"C{i % 10}", "linestyle": ("-", "--", "-.", ":")[(i // 10) % 4]}
+
+
 def length_curve(rows: list) -> Figure:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for label, run_rows in _by_run(rows).items():
+    for i, (label, run_rows) in enumerate(_by_run(rows).items()):
         run_rows = sorted(run_rows, key=lambda r: r["eval_len"])
         x = [r["eval_len"] for r in run_rows]
         y = [np.nan if r["loss"] is None else r["loss"] for r in run_rows]  # n/a: a gap
-        (line,) = ax.plot(x, y, marker="o", label=label)
+        (line,) = ax.plot(x, y, marker="o", label=label, **line_style(i))
         train_len = run_rows[0]["train_len"]
         ax.axvline(train_len, color=line.get_color(), linestyle=":", alpha=0.6)
         at_train = [r["loss"] for r in run_rows if r["eval_len"] == train_len and r["loss"] is not None]

@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from fire.evaluation import report
+from fire.evaluation.plots import line_style
 from fire.utils import format_duration
 from fire.workdir import Workdir
 
@@ -116,7 +117,7 @@ def markdown(rows: list, table: list, sweep_name: str, row_of: dict) -> str:
         lines += [f"## {size}, training length {train_len}", "", report.setup_line(runs), "",
                   "| row | " + " | ".join(map(str, lengths)) + " |", "|---|" + "---:|" * len(lengths)]  # fmt: skip
         cells = {(a["row"], a["eval_len"]): a for a in group}
-        for row in dict.fromkeys(a["row"] for a in group):
+        for i, row in enumerate(dict.fromkeys(a["row"] for a in group)):
             out = []
             for L in lengths:
                 a = cells.get((row, L))
@@ -134,13 +135,13 @@ def length_curve(table: list) -> Figure:
     axes = np.atleast_1d(fig.subplots(len(panels), 1, squeeze=False)[:, 0])
     for ax, (size, train_len) in zip(axes, panels):
         group = [a for a in table if (a["size"], a["train_len"]) == (size, train_len) and a["loss"] is not None]
-        for row in dict.fromkeys(a["row"] for a in group):
+        for i, row in enumerate(dict.fromkeys(a["row"] for a in group)):
             points = sorted((a for a in group if a["row"] == row), key=lambda a: a["eval_len"])
             x = np.array([a["eval_len"] for a in points])
             mean = np.array([a["loss"] for a in points])
             std = np.array([a["loss_std"] or 0.0 for a in points])
             n = max(a["n"] for a in points)
-            (line,) = ax.plot(x, mean, marker="o", label=f"{row} (n={n})")
+            (line,) = ax.plot(x, mean, marker="o", label=f"{row} (n={n})", **line_style(i))
             if n > 1:
                 ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.axvline(train_len, color="gray", linestyle=":")
