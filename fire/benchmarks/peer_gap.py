@@ -80,14 +80,24 @@ def _median_seconds(call, steps: int) -> float:
     return statistics.median(times)
 
 
-def jax_side(shape, steps: int) -> dict:
-    """``{"parts": {part: seconds}, "matmuls": {kind: seconds}}`` for this project."""
+def jax_side(shape, steps: int, with_parts: bool = True) -> dict:
+    """``{"parts": {part: seconds}, "matmuls": {kind: seconds}}`` for this project (``parts``
+    empty without ``with_parts``)."""
     import jax
     import jax.numpy as jnp
 
     from fire import xla
     from fire.benchmarks.train import TimedStep, peer_shape
     from fire.model.losses import token_nll
+
+    matmuls = {}
+    equations = {(False, False): "bmk,bkn->bmn", (False, True): "bmk,bnk->bmn", (True, False): "bkm,bkn->bmn"}
+    for kind, mms in step_matmuls(*shape).items():
+        operands = [tuple(jnp.ones(s, jnp.float32) for s in _operand_shapes(*mm)) for mm in mms]
+        program = xla.jit(lambda ops, mms=mms: [jnp.einsum(equations[mm[4:]], a, b) for mm, (a, b) in zip(mms, ops)])
+        matmuls[kind] = _median_seconds(lambda: jax.block_until_ready(program(operands)), steps)
+    if not with_parts:
+        return {"parts": {}, "matmuls": matmuls}
 
     d_model, layers, heads, length, batch = shape
     step = TimedStep("nope", "small", length, batch, "float32", model=peer_shape(d_model, layers, heads))
@@ -104,12 +114,6 @@ def jax_side(shape, steps: int) -> dict:
         ),
         "step": _median_seconds(step, steps),
     }
-    equations = {(False, False): "bmk,bkn->bmn", (False, True): "bmk,bnk->bmn", (True, False): "bkm,bkn->bmn"}
-    matmuls = {}
-    for kind, mms in step_matmuls(*shape).items():
-        operands = [tuple(jnp.ones(s, jnp.float32) for s in _operand_shapes(*mm)) for mm in mms]
-        program = xla.jit(lambda ops, mms=mms: [jnp.einsum(equations[mm[4:]], a, b) for mm, (a, b) in zip(mms, ops)])
-        matmuls[kind] = _median_seconds(lambda: jax.block_until_ready(program(operands)), steps)
     return {"parts": parts, "matmuls": matmuls}
 
 
@@ -163,7 +167,9 @@ def main(argv=None):
     p.add_argument("--side", choices=("jax", "torch"), help="time one side in this process; print one JSON line")
     p.add_argument("--shape", help="with --side: d_model,layers,heads,length,batch")
     p.add_argument(
-        "--cores", type=int, help="with --side: pin the process to this many cores before the framework starts"
+        "--cores",
+        type=int,
+        help="with --side: pin the process to this many cores before the framework starts (the matmuls only)",
     )
     args = p.parse_args(argv)
     if args.side:
@@ -171,7 +177,7 @@ def main(argv=None):
             os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
         shape = tuple(int(x) for x in args.shape.split(","))
         sides = {
-            "jax": lambda: jax_side(shape, args.steps),
+            "jax": lambda: jax_side(shape, args.steps, with_parts=not args.cores),
             "torch": lambda: torch_side(shape, args.steps, args.peer_script),
         }
         print(json.dumps(sides[args.side]()))
@@ -192,8 +198,10 @@ def main(argv=None):
             ):
                 cmd = [python, "-m", __spec__.name, f"--side={side}", f"--shape={','.join(map(str, shape))}", *cores]
                 cmd += [f"--steps={args.steps}", f"--peer_script={args.peer_script}"]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-                runs[name].append(json.loads(out.strip().splitlines()[-1]))
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    sys.exit(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
         results.append((shape, runs))
 
     def ratio(runs, table, key):  # per round, PyTorch's time / this project's: above 1, this project is faster
