@@ -69,7 +69,10 @@ def length_curve(rows: list) -> Figure:
     ax.set_ylabel("log-perplexity (nats per token)")
     ax.set_title(f"Length generalization ({rows[0]['protocol']}); star and dotted line: training length")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if len(ax.get_legend_handles_labels()[1]) > 12:  # a sweep's runs: the legend beside the axes, not over them
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(fontsize="small")
     return fig
 
 
