@@ -277,6 +277,27 @@ def test_step_matmuls_count_the_step_s_flops_by_hand():
     assert {mm[4:] for mm in matmuls["weight gradient"]} == {(True, False)}
     assert {mm[4:] for mm in matmuls["input gradient"]} == {(False, True)}
     assert flops["one attention dot"] == 2 * B * heads * T * T * (d // heads)
+    # Operands as stored: the input gradient reads the forward's kernel, the weight gradient
+    # the forward's activation, and its product has the kernel's shape.
+    from fire.benchmarks.peer_gap import _operand_shapes
+
+    for fwd, dx, dw in zip(matmuls["forward"], matmuls["input gradient"], matmuls["weight gradient"]):
+        x_shape, kernel_shape = _operand_shapes(*fwd)
+        assert _operand_shapes(*dx)[1] == kernel_shape and _operand_shapes(*dx)[0] == (1, B * T, fwd[3])
+        assert _operand_shapes(*dw)[0] == x_shape and (dw[1], dw[3]) == kernel_shape[1:]
+    S, O, dP, dV, dQ, dK = matmuls["attention"][:6]
+    assert [mm[4:] for mm in (S, O, dP, dV, dQ, dK)] == [
+        (False, True),
+        (False, False),
+        (False, True),
+        (True, False),
+        (False, False),
+        (True, False),
+    ]
+    assert (S[1], S[3]) == (T, T) and (O[1], O[3]) == (dV[1], dV[3]) == (dQ[1], dQ[3]) == (dK[1], dK[3]) == (
+        T,
+        d // heads,
+    )
 
 
 @pytest.mark.slow

@@ -184,3 +184,21 @@ def test_length_curve_keeps_eleven_rows_apart():
     lines = length_curve(table).axes[0].get_lines()[:-1]  # the last is the training length's marker
     styles = {(line.get_color(), line.get_linestyle()) for line in lines}
     assert len(lines) == 11 and len(styles) == 11
+
+
+def test_a_sweep_s_per_run_plots_keep_forty_runs_apart():
+    from fire.evaluation.plots import length_curve, position_curve
+
+    curve = {"edges": [0, 8, 16], "tokens": [8, 8], "loss": [1.0, 1.1]}
+    rows = [
+        dict(label=f"run{i}", eval_len=L, train_len=8, loss=1.0 + i, protocol="stream", position_loss=curve)
+        for i in range(40)
+        for L in (8, 16)
+    ]
+    for figure in (length_curve(rows), position_curve(rows)):
+        ax = figure.axes[0]
+        lines = [line for line in ax.get_lines() if line.get_label().startswith("run")]
+        styles = {(line.get_color(), line._unscaled_dash_pattern) for line in lines}  # a custom dash reads as "--"
+        assert len(lines) == 40 and len(styles) == 40
+        assert ":" not in {line.get_linestyle() for line in lines}  # dotted marks the training length
+        assert ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1  # the legend beside the axes

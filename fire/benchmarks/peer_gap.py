@@ -38,6 +38,7 @@ import time
 KINDS = ("forward", "input gradient", "weight gradient", "attention", "one attention dot")
 PARTS = ("forward", "forward and backward", "step")
 VOCAB = 259  # fire.benchmarks.peer's
+MODULE = "fire.benchmarks.peer_gap"  # each side runs as python -m MODULE
 
 
 def step_matmuls(d_model: int, layers: int, heads: int, length: int, batch: int) -> dict:
@@ -169,7 +170,8 @@ def main(argv=None):
     p.add_argument(
         "--cores",
         type=int,
-        help="with --side: pin the process to this many cores before the framework starts (the matmuls only)",
+        help="with --side: pin the process to this many cores before the framework starts "
+        "(on this project's side, the matmuls only)",
     )
     args = p.parse_args(argv)
     if args.side:
@@ -187,6 +189,10 @@ def main(argv=None):
 
     require_peer(args.peer_python, args.peer_script)
     shapes = [s for s in SHAPES if str(s[0]) in args.d_models.split(",")]
+    if not shapes:
+        p.error(
+            f"--d_models={args.d_models} names none of fire.benchmarks.peer's shapes (d_model {[s[0] for s in SHAPES]})."
+        )
     results = []
     for shape in shapes:
         runs = {"jax": [], "torch": [], "jax, one core": []}
@@ -196,7 +202,7 @@ def main(argv=None):
                 ("torch", args.peer_python, "torch", []),
                 ("jax, one core", sys.executable, "jax", ["--cores=1"]),
             ):
-                cmd = [python, "-m", __spec__.name, f"--side={side}", f"--shape={','.join(map(str, shape))}", *cores]
+                cmd = [python, "-m", MODULE, f"--side={side}", f"--shape={','.join(map(str, shape))}", *cores]
                 cmd += [f"--steps={args.steps}", f"--peer_script={args.peer_script}"]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
@@ -214,7 +220,10 @@ def main(argv=None):
         f"Float32, this machine's CPU, each side in its own process, {args.rounds} alternating rounds, median of "
         f"{args.steps} calls; ratio = PyTorch's time / this project's (above 1: this project faster).\n"
     )
-    print("The step in parts (nope):\n")
+    print(
+        "The step in parts (nope). This project's step also clips the gradient's norm and computes its metrics; "
+        "its forward is the loss alone, PyTorch's records autograd as inside a step.\n"
+    )
     print("| d_model | layers | heads | length | batch | part | this project ms | x-transformers ms | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for shape, runs in results:

@@ -42,10 +42,22 @@ def _by_run(rows):
     return runs
 
 
+# Line styles after the first ten lines; never plain dotted, which marks training lengths.
+_LINE_STYLES = ("-", "--", "-.", (0, (5, 1, 1, 1, 1, 1)))
+
+
 def line_style(i: int) -> dict:
     """Colour and line style of the ``i``-th line of a plot: matplotlib's ten colours, then
-    the same colours dashed, dash-dotted and dotted, so that up to 40 lines stay distinct."""
-    return {"color": f"C{i % 10}", "linestyle": ("-", "--", "-.", ":")[(i // 10) % 4]}
+    the same colours dashed, dash-dotted and dash-dot-dotted, so that 40 lines stay distinct."""
+    return {"color": f"C{i % 10}", "linestyle": _LINE_STYLES[(i // 10) % len(_LINE_STYLES)]}
+
+
+def _legend(ax):
+    """Inside the axes for a few lines; beside them for a sweep's many runs."""
+    if len(ax.get_legend_handles_labels()[1]) > 12:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        ax.legend(fontsize="small")
 
 
 def length_curve(rows: list) -> Figure:
@@ -69,10 +81,7 @@ def length_curve(rows: list) -> Figure:
     ax.set_ylabel("log-perplexity (nats per token)")
     ax.set_title(f"Length generalization ({rows[0]['protocol']}); star and dotted line: training length")
     ax.grid(alpha=0.3)
-    if len(ax.get_legend_handles_labels()[1]) > 12:  # a sweep's runs: the legend beside the axes, not over them
-        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    else:
-        ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 
@@ -92,14 +101,14 @@ def merge_bins(curve: dict, min_tokens: int):
 def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for label, run_rows in _by_run(rows).items():
+    for i, (label, run_rows) in enumerate(_by_run(rows).items()):
         row = max(run_rows, key=lambda r: r["eval_len"])
         curve = row.get("position_loss")
         if not curve:
             continue
         edges, loss = merge_bins(curve, min_tokens)
         centres = np.sqrt(np.maximum(edges[:-1], 0.5) * edges[1:])  # geometric, for the log axis
-        (line,) = ax.plot(centres, loss, marker=".", label=f"{label} (window {row['eval_len']})")
+        (line,) = ax.plot(centres, loss, marker=".", label=f"{label} (window {row['eval_len']})", **line_style(i))
         ax.axvline(row["train_len"], color=line.get_color(), linestyle=":", alpha=0.6)
     ax.set_xscale("log", base=2)
     ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -107,7 +116,7 @@ def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
     ax.set_ylabel("mean loss (nats per token)")
     ax.set_title("Loss by position; dotted line: training length")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return fig
 
 

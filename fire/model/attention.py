@@ -102,7 +102,7 @@ def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_tiles=No
     T = q_BxTxHxD.shape[1]
     if bias_tiles is not None:
         rows = bias_tiles[0].shape[-2]
-        if tile is not None and tile != rows:
+        if tile is not None and min(tile, T) != rows:
             raise ValueError(f"tile={tile} but the bias comes in tiles of {rows} rows: pass one of the two")
         tile = rows
     tile = tile or causal_bias_tile(T)

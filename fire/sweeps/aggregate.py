@@ -117,7 +117,7 @@ def markdown(rows: list, table: list, sweep_name: str, row_of: dict) -> str:
         lines += [f"## {size}, training length {train_len}", "", report.setup_line(runs), "",
                   "| row | " + " | ".join(map(str, lengths)) + " |", "|---|" + "---:|" * len(lengths)]  # fmt: skip
         cells = {(a["row"], a["eval_len"]): a for a in group}
-        for i, row in enumerate(dict.fromkeys(a["row"] for a in group)):
+        for row in dict.fromkeys(a["row"] for a in group):
             out = []
             for L in lengths:
                 a = cells.get((row, L))
