@@ -107,8 +107,8 @@ def test_attention_in_row_tiles_equals_the_untiled_softmax_in_value_and_gradient
         tiles = [bias[:, :, start:stop, :stop] for start, stop in causal_row_tiles(T, tile)]
         return causal_attention_in_row_tiles(q, k, v, tiles)  # the tiles set the tile size
 
-    want = jax.value_and_grad(functools.partial(loss, dense_attention), argnums=(0, 1, 2, 3))(q, k, v, bias)
-    got = jax.value_and_grad(functools.partial(loss, tiled), argnums=(0, 1, 2, 3))(q, k, v, bias)
+    want = jax.jit(jax.value_and_grad(functools.partial(loss, dense_attention), argnums=(0, 1, 2, 3)))(q, k, v, bias)
+    got = jax.jit(jax.value_and_grad(functools.partial(loss, tiled), argnums=(0, 1, 2, 3)))(q, k, v, bias)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     assert float(jnp.abs(got[1][3][0, :, 0, 1:]).max()) == 0.0  # no gradient reaches masked entries
