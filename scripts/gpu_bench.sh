@@ -40,11 +40,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 "$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())" 2>&1 | tee -a "$OUT/gpu.txt"
 
 # Training step: base, 2048 tokens, bfloat16; MFU against the bf16 dense peak.
-timeout 300 "$PYTHON" -m fire.benchmarks.train --sizes=base --train_len=2048 --batch=8 --dtype=bfloat16 \
+timeout 300 "$PYTHON" -m benchmarks.train --sizes=base --train_len=2048 --batch=8 --dtype=bfloat16 \
   --encodings=nope,alibi,rope,fire,fire_s --repeats=5 --peak_gflops="${PEAK_TFLOPS:-989}000" --skip_pipeline \
   2>&1 | tee "$OUT/train_base_2048_bf16.md"
 # Long inputs: small, blockwise, float32.
 for T in 65536 131072; do
-  timeout 240 "$PYTHON" -m fire.benchmarks.long --size=small --length="$T" --encodings=nope,alibi,fire \
+  timeout 240 "$PYTHON" -m benchmarks.long --size=small --length="$T" --encodings=nope,alibi,fire \
     --rounds=2 2>&1 | tee "$OUT/long_small_$T.md"
 done

@@ -1,6 +1,6 @@
 """Where the peer's (x-transformers, PyTorch, CPU) training step spends its time: the peer
-script of ``fire.benchmarks.peer`` run under ``torch.profiler``, each PyTorch op's own time
-put in the categories of ``fire.benchmarks.profile``, per step.
+script of ``benchmarks.peer`` run under ``torch.profiler``, each PyTorch op's own time
+put in the categories of ``benchmarks.profile``, per step.
 
 Run it with the peer's Python (PyTorch is never a dependency of this project), from the
 repository root, with the peer script's own arguments after its path:
@@ -10,7 +10,7 @@ repository root, with the peer script's own arguments after its path:
 
 and the same shape on this project's side:
 
-    python -m fire.benchmarks.profile --d_model=256 --layers=4 --heads=4 --train_len=256
+    python -m benchmarks.profile --d_model=256 --layers=4 --heads=4 --train_len=256
 
 PyTorch runs one op at a time, each on its intra-op threads, so the ops' own times add up
 to the wall time (less Python's); the warm-up steps are profiled too and the per-step

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.mark.slow
 def test_bias_benchmark_times_every_path(capsys):
-    from fire.benchmarks import bias
+    from benchmarks import bias
 
     bias.main(["--length=32", "--heads=2", "--repeats=1", "--encodings=fire,alibi"])
     rows = [
@@ -17,14 +17,14 @@ def test_bias_benchmark_times_every_path(capsys):
 
 
 def test_peer_benchmark_without_the_peer_says_how_to_set_it_up(tmp_path):
-    from fire.benchmarks import peer
+    from benchmarks import peer
 
     with pytest.raises(SystemExit, match="set up the peer"):
         peer.main([f"--peer_python={tmp_path}/missing/python"])
 
 
 def test_profile_benchmark_puts_the_step_s_ops_in_categories(capsys):
-    from fire.benchmarks import profile
+    from benchmarks import profile
 
     shape = ["--d_model=32", "--layers=1", "--heads=2"]
     profile.main(["--size=tiny", "--encoding=alibi", "--train_len=32", "--batch=2", "--steps=1", "--top=3", *shape])
@@ -40,7 +40,7 @@ def test_profile_benchmark_puts_the_step_s_ops_in_categories(capsys):
 
 
 def test_profile_reads_op_names_of_fusions_from_their_root():
-    from fire.benchmarks.profile import categorize, op_names
+    from benchmarks.profile import categorize, op_names
 
     hlo = """HloModule m
 
@@ -67,7 +67,7 @@ ENTRY %main (a: f32[4]) -> f32[4] {
 
 
 def test_step_matmuls_count_the_step_s_flops_by_hand():
-    from fire.benchmarks.peer_gap import VOCAB, step_matmuls
+    from benchmarks.peer_gap import VOCAB, step_matmuls
 
     d, layers, heads, T, B = 8, 2, 2, 16, 3
     matmuls = step_matmuls(d, layers, heads, T, B)
@@ -80,7 +80,7 @@ def test_step_matmuls_count_the_step_s_flops_by_hand():
     assert flops["one attention dot"] == 2 * B * heads * T * T * (d // heads)
     # Operands as stored: the input gradient reads the forward's kernel, the weight gradient
     # the forward's activation, and its product has the kernel's shape.
-    from fire.benchmarks.peer_gap import _operand_shapes
+    from benchmarks.peer_gap import _operand_shapes
 
     for fwd, dx, dw in zip(matmuls["forward"], matmuls["input gradient"], matmuls["weight gradient"]):
         x_shape, kernel_shape = _operand_shapes(*fwd)
@@ -103,7 +103,7 @@ def test_step_matmuls_count_the_step_s_flops_by_hand():
 
 @pytest.mark.slow
 def test_peer_gap_times_every_part_and_matmul_kind_on_the_jax_side(capsys):
-    from fire.benchmarks import peer_gap
+    from benchmarks import peer_gap
 
     peer_gap.main(["--side=jax", "--shape=32,1,2,16,2", "--steps=1"])
     times = json.loads(capsys.readouterr().out)
@@ -112,7 +112,7 @@ def test_peer_gap_times_every_part_and_matmul_kind_on_the_jax_side(capsys):
 
 
 def test_peer_gap_without_the_peer_says_how_to_set_it_up(tmp_path):
-    from fire.benchmarks import peer_gap
+    from benchmarks import peer_gap
 
     with pytest.raises(SystemExit, match="set up the peer"):
         peer_gap.main([f"--peer_python={tmp_path}/missing/python"])

@@ -627,7 +627,7 @@ def test_eval_windows_api_defaults(cfg, tok):
 
 
 def test_bench_prints_tokens_per_second(cfg, capsys):
-    from fire.benchmarks import data as bench
+    from benchmarks import data as bench
 
     bench.main(["--name=text_dir", f"--path={cfg.path}", f"--data_dir={cfg.data_dir}",
                 "--train_len=32", "--batch=4", "--seconds=0.2"])  # fmt: skip

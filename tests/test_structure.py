@@ -22,6 +22,7 @@ from fire.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "fire")
+BENCHMARKS = os.path.join(REPO, "benchmarks")  # outside the installable package
 
 # Floors of the library, bottom first. A module may import from its own floor or below,
 # never from above; the library never imports the command-line configs/.
@@ -32,7 +33,8 @@ FLOORS = [
     ("fire.config", "fire.workdir", "fire.checkpoint"),
     ("fire.evaluation",),
     ("fire.training",),
-    ("fire.benchmarks", "fire.sweeps"),
+    ("fire.sweeps",),
+    ("benchmarks",),  # may import the library; the library never imports them
 ]
 
 
@@ -48,9 +50,9 @@ def floor_of(module: str) -> int:
 
 
 def library_modules() -> dict:
-    """``{module name: path}`` for every module of the package."""
+    """``{module name: path}`` for every module of the package and of the benchmarks."""
     modules = {}
-    for root, _, files in os.walk(PACKAGE):
+    for root, _, files in (walk for package in (PACKAGE, BENCHMARKS) for walk in os.walk(package)):
         for f in files:
             if f.endswith(".py"):
                 rel = os.path.relpath(os.path.join(root, f), REPO)[:-3].replace(os.sep, ".")

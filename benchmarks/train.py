@@ -4,9 +4,9 @@ training tokens/s it has to feed.
 
 Commands (from the repository root):
 
-    python -m fire.benchmarks.train                   # tiny and small at 512, every encoding (~12 min)
-    python -m fire.benchmarks.train --sizes=small --encodings=nope,fire,fire_s --batch=8
-    python -m fire.benchmarks.train --quick           # ~1 minute: tiny, three encodings
+    python -m benchmarks.train                   # tiny and small at 512, every encoding (~12 min)
+    python -m benchmarks.train --sizes=small --encodings=nope,fire,fire_s --batch=8
+    python -m benchmarks.train --quick           # ~1 minute: tiny, three encodings
 
 The step is the real one (``fire.training.build``: forward, backward, AdamW update, with
 the encoding summaries), jitted with donation, on random tokens; the first call compiles
@@ -58,7 +58,7 @@ class TimedStep:
 
 
 def peer_shape(d_model: int, layers: int, heads: int) -> dict:
-    """``TimedStep``'s ``model`` overrides for the peer's decoder shape (``fire.benchmarks.peer``):
+    """``TimedStep``'s ``model`` overrides for the peer's decoder shape (``benchmarks.peer``):
     ``d_ff = 4 x d_model`` and the vocabulary unpadded, as x-transformers builds it."""
     return dict(num_layers=layers, d_model=d_model, num_heads=heads, d_ff=4 * d_model, vocab_multiple=0)
 

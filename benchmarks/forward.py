@@ -3,10 +3,10 @@ attention path (dense / blockwise) and position encoding.
 
 Commands (from the repository root):
 
-    python -m fire.benchmarks.forward --quick        # ~1 minute smoke test (tiny, 2 encodings)
-    python -m fire.benchmarks.forward                # full default sweep (~70 min on one core)
-    nohup taskset -c 1 python -m fire.benchmarks.forward --output forward.md > forward.log 2>&1 &
-    python -m fire.benchmarks.forward --sizes tiny --encodings fire,rope --impls blockwise \\
+    python -m benchmarks.forward --quick        # ~1 minute smoke test (tiny, 2 encodings)
+    python -m benchmarks.forward                # full default sweep (~70 min on one core)
+    nohup taskset -c 1 python -m benchmarks.forward --output forward.md > forward.log 2>&1 &
+    python -m benchmarks.forward --sizes tiny --encodings fire,rope --impls blockwise \\
         --lengths 2048,32768 --repeats 5 --block_size 1024
 
 Models are ``ModelConfig.from_size(size, vocab_size=259, train_len=512, pe=NAME)``, float32,
@@ -36,7 +36,7 @@ VOCAB = 259
 TRAIN_LEN = 512
 DEFAULT_LENGTHS = {"tiny": (512, 2048, 8192, 32768)}  # other sizes: 512, 2048, 8192
 _RESULT_TAG = "FORWARD_BENCH_RESULT "  # marks the worker's JSON line on its stdout
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 QUICK = dict(
     sizes="tiny",
@@ -287,7 +287,7 @@ def run_cell(cell, timeout):
     """Runs :func:`measure` in a fresh interpreter and returns its result."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "fire.benchmarks.forward", "--_cell", json.dumps(cell)]
+    cmd = [sys.executable, "-m", "benchmarks.forward", "--_cell", json.dumps(cell)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:

@@ -11,10 +11,10 @@ Setup of the peer, once (PyTorch is an optional benchmark dependency, never a re
 
 Then, from the repository root:
 
-    python -m fire.benchmarks.peer --peer_python=.venv-peer/bin/python \\
+    python -m benchmarks.peer --peer_python=.venv-peer/bin/python \\
         --peer_script=../shared/bench/peer_xtransformers.py
 
-Each round times ``--steps`` of this project's step (``fire.benchmarks.train.TimedStep``:
+Each round times ``--steps`` of this project's step (``benchmarks.train.TimedStep``:
 forward, backward, AdamW, float32, dense attention) and then one run of the peer script
 (its own warm-up, then the median of its timed steps), for each shape and encoding; the
 ratio is taken per round and its median printed. Both models: pre-norm decoder, GELU
@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 
-from fire.benchmarks.train import TimedStep, peer_shape
+from benchmarks.train import TimedStep, peer_shape
 
 SHAPES = ((512, 6, 8, 512, 8), (256, 4, 4, 256, 8))  # d_model, layers, heads, length, batch
 VOCAB = 259
@@ -40,7 +40,7 @@ def require_peer(*paths):
     """Exit with one line if a path of the peer's setup (its Python, its script) is missing."""
     for path in paths:
         if not os.path.exists(path):
-            sys.exit(f"{path} not found: set up the peer as fire.benchmarks.peer's docstring says.")
+            sys.exit(f"{path} not found: set up the peer as benchmarks.peer's docstring says.")
 
 
 def peer_tokens_per_s(python, script, d_model, layers, heads, length, batch, pe, steps) -> float:

@@ -4,9 +4,9 @@ per step next to the matmul peak measured in the same run.
 
 Commands (from the repository root):
 
-    python -m fire.benchmarks.profile                        # small, nope, length 512, batch 8
-    python -m fire.benchmarks.profile --size=tiny --encoding=fire --top=15
-    python -m fire.benchmarks.profile --d_model=256 --layers=4 --heads=4 --train_len=256  # a peer shape
+    python -m benchmarks.profile                        # small, nope, length 512, batch 8
+    python -m benchmarks.profile --size=tiny --encoding=fire --top=15
+    python -m benchmarks.profile --d_model=256 --layers=4 --heads=4 --train_len=256  # a peer shape
 
 (``scripts/profile_peer.py`` profiles x-transformers' step in the same categories.)
 
@@ -32,7 +32,7 @@ import tempfile
 
 import jax
 
-from fire.benchmarks.train import TimedStep, matmul_gflops, peer_shape
+from benchmarks.train import TimedStep, matmul_gflops, peer_shape
 from fire.model import train_flops_per_token
 
 _MATMUL = re.compile(r"^(ynn_fusion|dot|convolution|custom-call)")
@@ -110,7 +110,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=3, help="traced steps (after two untimed ones)")
     p.add_argument("--top", type=int, default=10, help="the slowest ops to list")
     p.add_argument("--d_model", type=int, help="with --layers and --heads: this shape instead of --size's, "
-                   "d_ff 4 x d_model and no vocabulary padding, as fire.benchmarks.peer builds it")  # fmt: skip
+                   "d_ff 4 x d_model and no vocabulary padding, as benchmarks.peer builds it")  # fmt: skip
     p.add_argument("--layers", type=int)
     p.add_argument("--heads", type=int)
     args = p.parse_args(argv)

@@ -3,14 +3,14 @@ round-robin in one process, each as a multiple of NoPE's time in the same round.
 
 Command (from the repository root):
 
-    python -m fire.benchmarks.long                           # tiny at 32,768 tokens (~5 min)
-    python -m fire.benchmarks.long --size=small --length=8192 --encodings=nope,fire,alibi
+    python -m benchmarks.long                           # tiny at 32,768 tokens (~5 min)
+    python -m benchmarks.long --size=small --length=8192 --encodings=nope,fire,alibi
 
 Models are ``ModelConfig.from_size(size, vocab_size=259, train_len=512, pe=NAME)``, float32,
 batch 1, ``model.apply(params, tokens, impl="blockwise")``: FIRE's rows past its threshold
 (512) take the pairwise path, the rows below it and the distance-only biases their tables.
 Round-robin timing (one forward of each encoding per round) makes drift in the machine's
-speed hit every encoding alike; ``fire.benchmarks.forward`` measures memory, one process per
+speed hit every encoding alike; ``benchmarks.forward`` measures memory, one process per
 cell. CPU / wall is the process's CPU time over wall time (2.0: both of two cores busy).
 """
 

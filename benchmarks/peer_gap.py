@@ -1,9 +1,9 @@
 """Where the training step's time differs from the peer's (x-transformers, PyTorch, CPU) on
 the same shape: the step in parts, and the step's matmuls alone.
 
-From the repository root, with the peer set up as ``fire.benchmarks.peer`` says:
+From the repository root, with the peer set up as ``benchmarks.peer`` says:
 
-    python -m fire.benchmarks.peer_gap --peer_python=.venv-peer/bin/python
+    python -m benchmarks.peer_gap --peer_python=.venv-peer/bin/python
 
 Each side runs in a process of its own (``--side=jax`` with this Python, ``--side=torch``
 with the peer's: this module imports neither framework at the top), alternately,
@@ -12,7 +12,7 @@ warm-up calls. Two tables:
 
 * **The step in parts**: the loss alone (forward), its value and gradient (forward and
   backward), and the whole training step (with AdamW), on the models of
-  ``fire.benchmarks.peer``; nope, float32, a fixed random batch. On the PyTorch side the
+  ``benchmarks.peer``; nope, float32, a fixed random batch. On the PyTorch side the
   forward runs with autograd recording, as it does inside a step.
 * **The matmuls alone**, in four kinds: ``forward`` (the projections: ``q``, ``k``, ``v``,
   ``out``, the MLP's two, the logits; ``[tokens, in] x [in, out]``), ``input gradient``
@@ -37,8 +37,8 @@ import time
 
 KINDS = ("forward", "input gradient", "weight gradient", "attention", "one attention dot")
 PARTS = ("forward", "forward and backward", "step")
-VOCAB = 259  # fire.benchmarks.peer's
-MODULE = "fire.benchmarks.peer_gap"  # each side runs as python -m MODULE
+VOCAB = 259  # benchmarks.peer's
+MODULE = "benchmarks.peer_gap"  # each side runs as python -m MODULE
 
 
 def step_matmuls(d_model: int, layers: int, heads: int, length: int, batch: int) -> dict:
@@ -87,8 +87,8 @@ def jax_side(shape, steps: int, with_parts: bool = True) -> dict:
     import jax
     import jax.numpy as jnp
 
+    from benchmarks.train import TimedStep, peer_shape
     from fire import xla
-    from fire.benchmarks.train import TimedStep, peer_shape
     from fire.model.losses import token_nll
 
     matmuls = {}
@@ -162,7 +162,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--peer_python", default=".venv-peer/bin/python")
     p.add_argument("--peer_script", default="../shared/bench/peer_xtransformers.py")
-    p.add_argument("--d_models", default="256,512", help="the shapes of fire.benchmarks.peer to run, by d_model")
+    p.add_argument("--d_models", default="256,512", help="the shapes of benchmarks.peer to run, by d_model")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--side", choices=("jax", "torch"), help="time one side in this process; print one JSON line")
@@ -185,13 +185,13 @@ def main(argv=None):
         print(json.dumps(sides[args.side]()))
         return
 
-    from fire.benchmarks.peer import SHAPES, require_peer
+    from benchmarks.peer import SHAPES, require_peer
 
     require_peer(args.peer_python, args.peer_script)
     shapes = [s for s in SHAPES if str(s[0]) in args.d_models.split(",")]
     if not shapes:
         p.error(
-            f"--d_models={args.d_models} names none of fire.benchmarks.peer's shapes (d_model {[s[0] for s in SHAPES]})."
+            f"--d_models={args.d_models} names none of benchmarks.peer's shapes (d_model {[s[0] for s in SHAPES]})."
         )
     results = []
     for shape in shapes:

@@ -1,4 +1,4 @@
-"""Training-pipeline throughput: python -m fire.benchmarks.data [--train_len=512 --batch=8 ...].
+"""Training-pipeline throughput: python -m benchmarks.data [--train_len=512 --batch=8 ...].
 
 Prints the steady-state tokens/s of `train_iterator` (prepared data, warm caches),
 i.e. how fast the host can feed batches to the model.

@@ -3,8 +3,8 @@ backward, by the way it is computed.
 
 Command (from the repository root):
 
-    python -m fire.benchmarks.bias                    # 2048 x 2048, 8 heads (~1 minute)
-    python -m fire.benchmarks.bias --length=4096 --heads=4 --train_len=512
+    python -m benchmarks.bias                    # 2048 x 2048, 8 heads (~1 minute)
+    python -m benchmarks.bias --length=4096 --heads=4 --train_len=512
 
 Paths, all over the causal triangle of positions ``0..T-1`` on the dense path
 (``fire.model.attention.position_bias``):

@@ -1,1 +1,0 @@
-"""Benchmarks: run as modules, e.g. ``python -m fire.benchmarks.forward``."""
