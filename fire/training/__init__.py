@@ -4,6 +4,6 @@ from fire.training import train
 train(fire.config.from_axes("pe=fire,smoke"), "runs/smoke")
 """
 
-from fire.training.trainer import TrainingSetup, build, train
+from fire.training.trainer import TrainingSetup, build, compile_step, global_batch, train
 
-__all__ = ["TrainingSetup", "build", "train"]
+__all__ = ["TrainingSetup", "build", "compile_step", "global_batch", "train"]
