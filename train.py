@@ -5,6 +5,11 @@
 Re-running the same command resumes from the workdir's latest checkpoint. Multi-host:
 pass --coordinator_address, --num_processes and --process_id to every process, or
 --distributed to let JAX detect the cluster (TPU pods, SLURM, ...).
+
+Exit codes: 0 the run finished (or was already finished); 2 an error a user can cause, one
+line on stderr; 130 Ctrl-C (saved at the step boundary; a second Ctrl-C stops without
+saving); 143 a preemption notice (SIGTERM): the checkpoint is saved and the run is not
+finished, so re-run the same command to resume.
 """
 
 from absl import flags

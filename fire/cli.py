@@ -1,6 +1,7 @@
 """What the command lines share: every error a user can cause is one line on stderr and exit
 code 2, wherever it is raised (flag parsing, the config file absl loads, the run itself);
-Ctrl-C is one line and exit code 130; ``KEY=VALUE`` options parsed as Python values."""
+Ctrl-C is one line and exit code 130, a preemption (SIGTERM, after saving) one line and exit
+code 143; ``KEY=VALUE`` options parsed as Python values."""
 
 import ast
 import logging as py_logging
@@ -9,10 +10,11 @@ import sys
 import traceback
 from typing import Callable, NoReturn, Optional
 
-from fire.errors import UserError
+from fire.errors import Preempted, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_PREEMPTED = 143  # 128 + SIGTERM: a preempted run saved its checkpoint but is not finished
 # Libraries that log their own view of a failure (with tracebacks, from their threads) that the
 # command line already reports as one line: their errors are quiet unless --verbosity is given.
 QUIET_LIBRARIES = ("orbax", "tensorstore", "grain", "tensorflow_datasets")
@@ -35,11 +37,15 @@ def fail(message) -> NoReturn:
 
 def report_user_errors(main: Callable[[], object]):
     """Runs ``main()``; a :class:`~fire.errors.UserError` prints ``error: ...`` and exits 2,
-    Ctrl-C prints ``interrupted`` and exits 130 (no traceback either way)."""
+    Ctrl-C prints ``interrupted`` and exits 130, :class:`~fire.errors.Preempted` prints
+    ``preempted: ...`` and exits 143 (no traceback in any case)."""
     try:
         return main()
     except UserError as e:
         fail(e)
+    except Preempted as e:
+        print(one_line(f"preempted: {e}"), file=sys.stderr, flush=True)
+        sys.exit(EXIT_PREEMPTED)
     except KeyboardInterrupt as e:
         print(one_line(f"interrupted: {e}" if str(e) else "interrupted"), file=sys.stderr, flush=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -18,3 +18,14 @@ class ConfigError(UserError, ValueError):
 class NonFiniteLossError(UserError, RuntimeError):
     """The loss, or the state a checkpoint would hold, became NaN or Inf; the last good
     (finite) checkpoint is kept."""
+
+
+class Preempted(Exception):
+    """A preemption notice (SIGTERM) stopped the run after it saved a checkpoint: the run is
+    not finished, and re-running the same command resumes it. The command lines exit with
+    code 143 (128 + SIGTERM, what a shell reports for a process SIGTERM stopped), so that
+    ``train.py && next-step`` does not go on with an unfinished run."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step  # the step saved

@@ -257,6 +257,17 @@ def test_6_ctrl_c_saves_at_the_step_boundary_and_a_second_stops_at_once(trained,
     assert (result.returncode, result.stderr) == (130, "interrupted: saved step 7\n")
 
 
+def test_6_a_preempted_run_exits_143_on_the_command_line():
+    """A run stopped by SIGTERM saved its checkpoint but is not finished: 128 + SIGTERM, one line
+    (the subprocess run and its resume: tests/test_train.py's SIGTERM test)."""
+    script = (
+        "from fire.cli import report_user_errors\nfrom fire.errors import Preempted\n"
+        "report_user_errors(lambda: (_ for _ in ()).throw(Preempted('saved step 7; re-run the same command', 7)))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (143, "preempted: saved step 7; re-run the same command\n")
+
+
 # ------------------------------------------------------------------ 7. metrics once per step
 
 

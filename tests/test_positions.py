@@ -14,7 +14,7 @@ import fire.data.pipeline as pipeline
 from fire.checkpoint import Checkpointer
 from fire.config import from_axes
 from fire.encodings import build_encoding
-from fire.errors import ConfigError
+from fire.errors import ConfigError, Preempted
 from fire.training import build, train
 from fire.training.positions import max_position, random_positions
 from fire.training.trainer import check_workdir, data_seed
@@ -136,7 +136,9 @@ def test_a_resumed_randomized_run_reproduces_the_uninterrupted_one(corpus, tmp_p
         return original(self)
 
     monkeypatch.setattr(pipeline.TrainIterator, "__next__", next_or_preempt)
-    train(config, str(tmp_path / "split"))
+    with pytest.raises(Preempted, match="saved step 6") as stopped:
+        train(config, str(tmp_path / "split"))
+    assert stopped.value.step == 6
     monkeypatch.setattr(pipeline.TrainIterator, "__next__", original)
     checkpointer = Checkpointer(str(tmp_path / "split"), keep=2)
     assert checkpointer.latest_step() == 6

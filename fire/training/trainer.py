@@ -32,7 +32,7 @@ from fire import xla
 from fire.checkpoint import Checkpointer, abstract_like, fingerprints, latest_step, restore_params, step_folders
 from fire.config import from_axes
 from fire.data import Protocol
-from fire.errors import ConfigError, NonFiniteLossError
+from fire.errors import ConfigError, NonFiniteLossError, Preempted
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn, padded_batches
 from fire.model import ModelConfig, Transformer, encoding_summary, token_nll, train_flops_per_token
 from fire.training import optim, positions
@@ -404,8 +404,10 @@ def train(config, workdir: str) -> dict:
     Every value of ``config`` and the workdir's path are checked before any compute and before
     anything is written; then the workdir is held for this process alone (released on any
     exit). A failure of the run itself (a full disk, NaN, a damaged checkpoint with no usable
-    older one) is a :class:`fire.errors.UserError` with one line saying what to do; Ctrl-C
-    saves at the step boundary, then raises KeyboardInterrupt.
+    older one) is a :class:`fire.errors.UserError` with one line saying what to do. Ctrl-C
+    saves at the step boundary, then raises KeyboardInterrupt; a preemption notice (SIGTERM)
+    saves there too, then raises :class:`fire.errors.Preempted` (the run is not finished:
+    calling ``train`` again resumes it).
     """
     if not str(workdir or "").strip():
         raise WorkdirError("The workdir is empty: give --workdir=DIR, where the run's files go.")
@@ -537,7 +539,7 @@ def _loop(run, workdir, state, iterator, validation, checkpointer, writer, preem
             log(f"{how}: saved step {step} to {checkpointer.directory}; re-run the same command to resume.")
             if preemption.interrupted:
                 raise KeyboardInterrupt(f"saved step {step}; re-run the same command to resume")
-            return final
+            raise Preempted(f"saved step {step} to {checkpointer.directory}; re-run the same command to resume", step)
         if not last:
             batch = global_batch(run, next(iterator))
     checkpointer.finish()
