@@ -114,8 +114,9 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
     c.train_positions = dict(randomize=False, max_position=0)
     c.num_steps = 2000
     c.optimizer = dict(
-        lr=lr, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1, b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1,
-        clip_norm=1.0,
+        lr=lr, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1,
+        decay_steps=0,  # where the schedule reaches its final rate, held after; 0: num_steps
+        b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, clip_norm=1.0,
     )  # fmt: skip
 
     c.log_every = 20
@@ -199,6 +200,7 @@ HELP = {
     "optimizer.warmup_steps": "linear warmup from 0",
     "optimizer.schedule": "decay after warmup: cosine, linear or constant",
     "optimizer.min_lr_ratio": "final learning rate as a fraction of the peak",
+    "optimizer.decay_steps": "the step where the schedule reaches its final rate, held after; 0: num_steps",
     "optimizer.b1": "AdamW beta1",
     "optimizer.b2": "AdamW beta2",
     "optimizer.eps": "AdamW epsilon",

@@ -428,6 +428,39 @@ def test_13_bits_per_byte_leaves_special_tokens_out_of_loss_and_bytes(trained):
     np.testing.assert_allclose(row["bits_per_byte"], nll[text].sum() / (windows.n_bytes * np.log(2)), rtol=1e-5)
 
 
+# ------------------------------------------------------------------ 14. the schedule under a resume
+
+
+def test_14_a_resume_that_moves_the_schedule_end_is_refused(trained, corpus, tmp_path):
+    """Resuming the 8-step run with num_steps 16 would stretch its cosine over 16 steps mid-run."""
+    workdir = copy_run(trained, tmp_path)
+    before = snapshot(workdir)
+    with pytest.raises(ConfigError) as refused:
+        train(smoke_config(corpus, num_steps=16), workdir)
+    message = str(refused.value)
+    assert "schedule ends at step 8, and this config's ends at step 16" in message
+    assert "--config.optimizer.decay_steps=8 --config.num_steps=16" in message  # either way out
+    assert f"--config.init_from={workdir}" in message
+    assert snapshot(workdir) == before
+
+
+@pytest.mark.slow
+def test_14_an_extension_with_the_schedule_end_kept_trains_on_at_the_final_rate(trained, corpus, tmp_path):
+    from fire.training.optim import learning_rate_schedule
+
+    workdir = copy_run(trained, tmp_path)
+    config = smoke_config(corpus, num_steps=12, **{"optimizer.decay_steps": 8})
+    train(config, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        lr = {r["step"]: r["lr"] for r in map(json.loads, f) if "lr" in r}
+    # Step s (1-based) is update s - 1: steps 1..8 from the first start, 9..12 from the extension.
+    schedule = learning_rate_schedule(trained[0].optimizer, trained[0].num_steps)
+    np.testing.assert_allclose([lr[s] for s in range(1, 13)], [float(schedule(s - 1)) for s in range(1, 13)])
+    final = config.optimizer.lr * config.optimizer.min_lr_ratio  # reached by update 8, the first of the extension
+    assert lr[7] > lr[8] > final
+    np.testing.assert_allclose([lr[s] for s in range(9, 13)], final, rtol=1e-6)
+
+
 # ------------------------------------------------------------------ careless command lines
 
 
@@ -475,6 +508,7 @@ def _careless_cases(config, workdir, tmp) -> list:
         ("mesh axis 0", train_("--config.mesh.data=0"), "Mesh axis"),
         ("unknown tokenizer", train_("--config.data.tokenizer=bogus"), "tokenizer"),
         ("missing init_from", train_("--config.init_from=/nonexistent/run"), "init_from"),
+        ("num_steps past the schedule's end", train_("--config.num_steps=16"), "--config.optimizer.decay_steps=8"),
         ("text_dir without a path", smoke("data=text_dir,smoke"), "data.path"),
         ("workdir is a file", train_(wd=str(blocker)), "is a file"),
         ("workdir under a file", train_(wd=str(blocker / "run")), "under"),

@@ -28,8 +28,9 @@ def check(opt_cfg) -> None:
             raise ConfigError(f"optimizer.{name} must be {what}, got {value!r}.")
 
     number("lr", lambda v: v > 0, "a positive number")
-    if isinstance(opt_cfg.warmup_steps, bool) or not isinstance(opt_cfg.warmup_steps, int) or opt_cfg.warmup_steps < 0:
-        raise ConfigError(f"optimizer.warmup_steps must be an integer >= 0, got {opt_cfg.warmup_steps!r}.")
+    for name in ("warmup_steps", "decay_steps"):
+        if isinstance(opt_cfg[name], bool) or not isinstance(opt_cfg[name], int) or opt_cfg[name] < 0:
+            raise ConfigError(f"optimizer.{name} must be an integer >= 0, got {opt_cfg[name]!r}.")
     if opt_cfg.schedule not in SCHEDULES:
         raise ConfigError(f"Unknown schedule optimizer.schedule={opt_cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
     number("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]")
@@ -40,12 +41,20 @@ def check(opt_cfg) -> None:
     number("clip_norm", lambda v: v > 0, "positive")
 
 
+def schedule_end(decay_steps: int, num_steps: int) -> int:
+    """The step at which the learning-rate schedule reaches its final rate: ``decay_steps``,
+    or ``num_steps`` where it is 0. A run holds the final rate from there on, so ``num_steps``
+    can grow past it without changing the rate of any step already trained."""
+    return decay_steps or num_steps
+
+
 def learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
     """Linear warmup from 0 to ``lr`` over ``warmup_steps``, then ``schedule`` down to
-    ``lr * min_lr_ratio`` at ``num_steps``. Raises ConfigError for an unknown schedule."""
+    ``lr * min_lr_ratio`` at :func:`schedule_end`, then that final rate. The rate of update
+    ``s`` (0-based) is ``schedule(s)``. Raises ConfigError for an unknown schedule."""
     peak, warmup = opt_cfg.lr, opt_cfg.warmup_steps
     end = peak * opt_cfg.min_lr_ratio
-    decay_steps = max(num_steps - warmup, 1)
+    decay_steps = max(schedule_end(opt_cfg.decay_steps, num_steps) - warmup, 1)  # optax holds the end past it
     if opt_cfg.schedule == "cosine":
         decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=opt_cfg.min_lr_ratio)
     elif opt_cfg.schedule == "linear":

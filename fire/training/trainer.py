@@ -49,6 +49,10 @@ RESUMABLE_CHANGES = (
 )  # fmt: skip
 
 
+# Compared as where the learning-rate schedule ends (decay_steps, 0: num_steps), not as set.
+SCHEDULE_END = "optimizer.decay_steps"
+
+
 def data_seed(config) -> int:
     """The seed of the training stream's order and randomized positions."""
     return config.seed if config.data_seed == -1 else config.data_seed
@@ -153,6 +157,9 @@ def check_workdir(config, workdir: str) -> None:
     # A field added after the run started ran with its behaviour-preserving default.
     defaults = _flatten(json.loads(from_axes(f"pe={config.pe}").to_json_best_effort()))
     saved.update({k: defaults[k] for k in current if k not in saved and k in defaults})
+    # num_steps only says when to stop; where the learning-rate schedule ends must not move.
+    for flat in (saved, current):
+        flat[SCHEDULE_END] = optim.schedule_end(flat[SCHEDULE_END], flat["num_steps"])
     changed = sorted(
         (k for k in current if saved.get(k) != current[k] and not k.startswith(RESUMABLE_CHANGES)),
         key=lambda k: (k.count("."), k),  # top-level keys (pe, size, ...) first
@@ -162,6 +169,15 @@ def check_workdir(config, workdir: str) -> None:
         # corrected command is a new start, not another run.
         log(f"{paths.config} is from a start that saved no checkpoint; replacing it.")
         return
+    if changed == [SCHEDULE_END]:
+        end, new_end = saved[SCHEDULE_END], current[SCHEDULE_END]
+        raise ConfigError(
+            f"{workdir} holds a run whose learning-rate schedule ends at step {end}, and this config's ends at "
+            f"step {new_end} (optimizer.decay_steps, 0: num_steps): resuming would change the rate mid-run. To "
+            f"train on at the schedule's final rate, keep its end: "
+            f"--config.optimizer.decay_steps={end} --config.num_steps={config.num_steps}; for a new run with a new "
+            f"schedule, start from its weights with --config.init_from={workdir} and a new --workdir."
+        )
     if changed:
         details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
         raise ConfigError(
