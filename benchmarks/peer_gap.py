@@ -3,7 +3,7 @@ the same shape: the step in parts, and the step's matmuls alone.
 
 From the repository root, with the peer set up as ``benchmarks.peer`` says:
 
-    python -m benchmarks.peer_gap --peer_python=.venv-peer/bin/python
+    python -m benchmarks.peer_gap                # --peer_python=.venv-peer/bin/python by default
 
 Each side runs in a process of its own (``--side=jax`` with this Python, ``--side=torch``
 with the peer's: this module imports neither framework at the top), alternately,
@@ -12,8 +12,9 @@ warm-up calls. Two tables:
 
 * **The step in parts**: the loss alone (forward), its value and gradient (forward and
   backward), and the whole training step (with AdamW), on the models of
-  ``benchmarks.peer``; nope, float32, a fixed random batch. On the PyTorch side the
-  forward runs with autograd recording, as it does inside a step.
+  ``benchmarks.peer`` (the peer's built by ``benchmarks.peer_torch.build_model``); nope,
+  float32, a fixed random batch. On the PyTorch side the forward runs with autograd
+  recording, as it does inside a step.
 * **The matmuls alone**, in four kinds: ``forward`` (the projections: ``q``, ``k``, ``v``,
   ``out``, the MLP's two, the logits; ``[tokens, in] x [in, out]``), ``input gradient``
   (``g [tokens, out] x kernel^T``), ``weight gradient`` (``x^T [in, tokens] x g [tokens,
@@ -27,17 +28,15 @@ warm-up calls. Two tables:
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
+
+from benchmarks.peer_protocol import PEER_PYTHON, SHAPES, VOCAB, median_seconds, require_peer, run_side
 
 KINDS = ("forward", "input gradient", "weight gradient", "attention", "one attention dot")
 PARTS = ("forward", "forward and backward", "step")
-VOCAB = 259  # benchmarks.peer's
 MODULE = "benchmarks.peer_gap"  # each side runs as python -m MODULE
 
 
@@ -70,17 +69,6 @@ def _operand_shapes(b, m, k, n, transpose_a, transpose_b):
     return ((b, k, m) if transpose_a else (b, m, k)), ((b, n, k) if transpose_b else (b, k, n))
 
 
-def _median_seconds(call, steps: int) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def jax_side(shape, steps: int, with_parts: bool = True) -> dict:
     """``{"parts": {part: seconds}, "matmuls": {kind: seconds}}`` for this project (``parts``
     empty without ``with_parts``)."""
@@ -96,7 +84,7 @@ def jax_side(shape, steps: int, with_parts: bool = True) -> dict:
     for kind, mms in step_matmuls(*shape).items():
         operands = [tuple(jnp.ones(s, jnp.float32) for s in _operand_shapes(*mm)) for mm in mms]
         program = xla.jit(lambda ops, mms=mms: [jnp.einsum(equations[mm[4:]], a, b) for mm, (a, b) in zip(mms, ops)])
-        matmuls[kind] = _median_seconds(lambda: jax.block_until_ready(program(operands)), steps)
+        matmuls[kind] = median_seconds(lambda: jax.block_until_ready(program(operands)), steps)
     if not with_parts:
         return {"parts": {}, "matmuls": matmuls}
 
@@ -109,42 +97,24 @@ def jax_side(shape, steps: int, with_parts: bool = True) -> dict:
 
     forward, forward_backward = xla.jit(loss), xla.jit(jax.value_and_grad(loss))
     parts = {
-        "forward": _median_seconds(lambda: jax.block_until_ready(forward(step.state["params"])), steps),
-        "forward and backward": _median_seconds(
+        "forward": median_seconds(lambda: jax.block_until_ready(forward(step.state["params"])), steps),
+        "forward and backward": median_seconds(
             lambda: jax.block_until_ready(forward_backward(step.state["params"])), steps
         ),
-        "step": _median_seconds(step, steps),
+        "step": median_seconds(step, steps),
     }
     return {"parts": parts, "matmuls": matmuls}
 
 
-def torch_side(shape, steps: int, peer_script: str) -> dict:
-    """As :func:`jax_side`, for x-transformers' decoder built as ``peer_script`` builds it."""
+def torch_side(shape, steps: int) -> dict:
+    """As :func:`jax_side`, for the peer's model (``benchmarks.peer_torch.build_model``)."""
     import torch
 
-    spec = importlib.util.spec_from_file_location("peer_script", peer_script)
-    peer = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peer)
+    from benchmarks.peer_torch import TrainingStep, build_model
+
     d_model, layers, heads, length, batch = shape
-    torch.manual_seed(0)
-    decoder = peer.Decoder(dim=d_model, depth=layers, heads=heads, ff_mult=4, **peer.PE["nope"])
-    model = peer.TransformerWrapper(num_tokens=VOCAB, max_seq_len=length, use_abs_pos_emb=False, attn_layers=decoder)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
-    x = torch.randint(0, VOCAB, (batch, length + 1))
-
-    def loss():
-        logits = model(x[:, :-1])
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), x[:, 1:].reshape(-1))
-
-    def forward_backward():
-        optimizer.zero_grad()
-        loss().backward()
-
-    def step():
-        forward_backward()
-        optimizer.step()
-
-    parts = {part: _median_seconds(call, steps) for part, call in zip(PARTS, (loss, forward_backward, step))}
+    step = TrainingStep(build_model(d_model, layers, heads, length, "nope"), batch, length)
+    parts = dict(zip(PARTS, (median_seconds(call, steps) for call in (step.loss, step.forward_backward, step))))
     matmuls = {}
     with torch.no_grad():
         for kind, mms in step_matmuls(*shape).items():
@@ -154,15 +124,16 @@ def torch_side(shape, steps: int, peer_script: str) -> dict:
                 for (_, _, _, _, transpose_a, transpose_b), (a, b) in zip(mms, operands):
                     torch.bmm(a.transpose(1, 2) if transpose_a else a, b.transpose(1, 2) if transpose_b else b)
 
-            matmuls[kind] = _median_seconds(run, steps)
+            matmuls[kind] = median_seconds(run, steps)
     return {"parts": parts, "matmuls": matmuls}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--peer_python", default=".venv-peer/bin/python")
-    p.add_argument("--peer_script", default="../shared/bench/peer_xtransformers.py")
-    p.add_argument("--d_models", default="256,512", help="the shapes of benchmarks.peer to run, by d_model")
+    p.add_argument("--peer_python", default=PEER_PYTHON)
+    p.add_argument(
+        "--d_models", default="256,512", help="the shapes of benchmarks.peer_protocol.SHAPES to run, by d_model"
+    )
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--side", choices=("jax", "torch"), help="time one side in this process; print one JSON line")
@@ -180,18 +151,16 @@ def main(argv=None):
         shape = tuple(int(x) for x in args.shape.split(","))
         sides = {
             "jax": lambda: jax_side(shape, args.steps, with_parts=not args.cores),
-            "torch": lambda: torch_side(shape, args.steps, args.peer_script),
+            "torch": lambda: torch_side(shape, args.steps),
         }
         print(json.dumps(sides[args.side]()))
         return
 
-    from benchmarks.peer import SHAPES, require_peer
-
-    require_peer(args.peer_python, args.peer_script)
+    require_peer(args.peer_python)
     shapes = [s for s in SHAPES if str(s[0]) in args.d_models.split(",")]
     if not shapes:
         p.error(
-            f"--d_models={args.d_models} names none of benchmarks.peer's shapes (d_model {[s[0] for s in SHAPES]})."
+            f"--d_models={args.d_models} names none of benchmarks.peer_protocol.SHAPES (d_model {[s[0] for s in SHAPES]})."
         )
     results = []
     for shape in shapes:
@@ -202,12 +171,8 @@ def main(argv=None):
                 ("torch", args.peer_python, "torch", []),
                 ("jax, one core", sys.executable, "jax", ["--cores=1"]),
             ):
-                cmd = [python, "-m", MODULE, f"--side={side}", f"--shape={','.join(map(str, shape))}", *cores]
-                cmd += [f"--steps={args.steps}", f"--peer_script={args.peer_script}"]
-                done = subprocess.run(cmd, capture_output=True, text=True)
-                if done.returncode != 0:
-                    sys.exit(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                flags = [f"--side={side}", f"--shape={','.join(map(str, shape))}", *cores, f"--steps={args.steps}"]
+                runs[name].append(run_side(python, MODULE, *flags))
         results.append((shape, runs))
 
     def ratio(runs, table, key):  # per round, PyTorch's time / this project's: above 1, this project is faster

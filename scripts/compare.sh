@@ -12,7 +12,8 @@
 # Outputs: results/compare (results.md, results.csv, results.json, length_curve.png,
 # position_curve.png, fire_bias.png).
 # Overrides: PYTHON, STEPS, TRAIN_LEN, RUNS, OUT, ENCODINGS (space-separated), LENGTHS
-# (comma-separated; default 1x ... 16x the training length).
+# (comma-separated; default 1x ... 16x the training length), LOG_EVERY (default STEPS / 40:
+# 40 progress lines and TensorBoard points per run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -23,12 +24,13 @@ RUNS=${RUNS:-runs/tiny_$TRAIN_LEN}
 OUT=${OUT:-results/compare}
 ENCODINGS=${ENCODINGS:-nope rope alibi kerple_log t5 fire}
 LENGTHS=${LENGTHS:-}
+LOG_EVERY=${LOG_EVERY:-$((STEPS >= 40 ? STEPS / 40 : 1))}
 
 workdirs=()
 for pe in $ENCODINGS; do
   echo "== [$((SECONDS / 60))m$((SECONDS % 60))s] Training pe=$pe (tiny, train_len $TRAIN_LEN, $STEPS steps) in $RUNS/$pe"
   "$PYTHON" train.py --config="configs/lm.py:pe=$pe,size=tiny,train_len=$TRAIN_LEN" \
-    --workdir="$RUNS/$pe" --config.num_steps="$STEPS" --config.log_every=250
+    --workdir="$RUNS/$pe" --config.num_steps="$STEPS" --config.log_every="$LOG_EVERY"
   workdirs+=("--workdir=$RUNS/$pe")
 done
 

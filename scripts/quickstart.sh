@@ -10,7 +10,7 @@
 # resumes an interrupted training, skips a finished one and reuses the rows already computed.
 # Outputs: the run in runs/tiny_128/fire, the sweep in results/quickstart (results.md,
 # results.csv, results.json, length_curve.png, position_curve.png, fire_bias.png).
-# Overrides: PYTHON, STEPS, TRAIN_LEN, RUNS, OUT (as in scripts/compare.sh).
+# Overrides: PYTHON, STEPS, TRAIN_LEN, RUNS, OUT, LOG_EVERY (as in scripts/compare.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The same job as scripts/compare.sh, for FIRE alone.

@@ -1,8 +1,28 @@
-"""The benchmarks run at their smallest settings and say how to set up what they lack."""
+"""The benchmarks run at their smallest settings, outside the installed package, and say how
+to set up what they lack; the peer's PyTorch side runs where its virtualenv is set up."""
 
+import fnmatch
 import json
+import os
+import subprocess
 
 import pytest
+
+from benchmarks import peer_protocol
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEER_PYTHON = os.path.join(REPO, peer_protocol.PEER_PYTHON)
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)
+
+
+needs_peer = pytest.mark.skipif(
+    not os.path.exists(PEER_PYTHON), reason=f"the peer is not set up: {peer_protocol.SETUP}"
+)
 
 
 @pytest.mark.slow
@@ -19,10 +39,48 @@ def test_bias_benchmark_times_every_path(capsys):
 def test_peer_benchmark_without_the_peer_says_how_to_set_it_up(tmp_path):
     from benchmarks import peer
 
-    with pytest.raises(SystemExit, match="set up the peer"):
+    with pytest.raises(SystemExit, match="set up the peer with `python3 -m venv .venv-peer"):
         peer.main([f"--peer_python={tmp_path}/missing/python"])
 
 
+def test_peer_benchmark_refuses_an_encoding_or_shape_the_peer_lacks(capsys):
+    from benchmarks import peer
+
+    for flag, error in (("--encodings=nope,fire", "the peer has no encoding fire"), ("--d_models=128", "none of")):
+        with pytest.raises(SystemExit):
+            peer.main([flag])
+        assert error in capsys.readouterr().err
+
+
+def test_a_failing_peer_side_exits_with_its_command_its_error_and_the_setup(tmp_path):
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'x_transformers'\" >&2\nexit 1\n")
+    broken.chmod(0o755)
+    with pytest.raises(SystemExit) as exit_:
+        peer_protocol.run_side(str(broken), "benchmarks.peer_torch", "--steps=1")
+    message = str(exit_.value)
+    assert "benchmarks.peer_torch --steps=1 failed (exit 1)" in message and "x_transformers" in message
+    assert peer_protocol.SETUP in message
+
+
+def test_the_peer_s_pins_are_the_documented_setup():
+    """The ``peer`` extra of pyproject.toml, the setup command the benchmarks print, and the
+    one BENCHMARKS.md and the README show, pin the same packages."""
+    extra = _pyproject()["project"]["optional-dependencies"]["peer"]
+    assert peer_protocol.SETUP.endswith("pip install " + " ".join(extra))
+    for doc in ("BENCHMARKS.md", "README.md"):
+        with open(os.path.join(REPO, doc)) as f:
+            assert peer_protocol.SETUP in f.read(), doc
+
+
+def test_the_benchmarks_are_not_in_the_installed_package():
+    include = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    installed = lambda package: any(fnmatch.fnmatchcase(package, pattern) for pattern in include)  # as setuptools
+    assert installed("fire") and installed("fire.model")
+    assert not installed("benchmarks") and os.path.exists(os.path.join(REPO, "benchmarks", "peer.py"))
+
+
+@pytest.mark.slow
 def test_profile_benchmark_puts_the_step_s_ops_in_categories(capsys):
     from benchmarks import profile
 
@@ -67,7 +125,8 @@ ENTRY %main (a: f32[4]) -> f32[4] {
 
 
 def test_step_matmuls_count_the_step_s_flops_by_hand():
-    from benchmarks.peer_gap import VOCAB, step_matmuls
+    from benchmarks.peer_gap import step_matmuls
+    from benchmarks.peer_protocol import VOCAB
 
     d, layers, heads, T, B = 8, 2, 2, 16, 3
     matmuls = step_matmuls(d, layers, heads, T, B)
@@ -116,3 +175,40 @@ def test_peer_gap_without_the_peer_says_how_to_set_it_up(tmp_path):
 
     with pytest.raises(SystemExit, match="set up the peer"):
         peer_gap.main([f"--peer_python={tmp_path}/missing/python"])
+
+
+def _peer(*args):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    done = subprocess.run([PEER_PYTHON, *args], capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@needs_peer
+def test_the_peer_side_times_its_step_and_prints_one_json_line():
+    shape = ["--d_model=32", "--layers=1", "--heads=2", "--length=16", "--batch=2"]
+    out = json.loads(_peer("-m", "benchmarks.peer_torch", *shape, "--pe=alibi", "--steps=1", "--warmup=1"))
+    assert (out["peer"], out["d_model"], out["layers"], out["length"], out["pe"]) == (
+        "x-transformers",
+        32,
+        1,
+        16,
+        "alibi",
+    )
+    assert out["tokens_per_s"] > 0 and out["ms_per_step"] > 0 and out["params"] > 0
+
+
+@pytest.mark.slow
+@needs_peer
+def test_peer_gap_and_the_peer_profile_build_the_peer_s_model_through_one_function():
+    times = json.loads(_peer("-m", "benchmarks.peer_gap", "--side=torch", "--shape=32,1,2,16,2", "--steps=1"))
+    from benchmarks import peer_gap
+
+    assert set(times["parts"]) == set(peer_gap.PARTS) and set(times["matmuls"]) == set(peer_gap.KINDS)
+    shape = ["--d_model=32", "--layers=1", "--heads=2", "--length=16", "--batch=2"]
+    out = _peer("-m", "benchmarks.profile_peer", *shape, "--steps=1", "--warmup=1")
+    assert "| matmul |" in out and "d_model 32, 1 layers, 2 heads" in out
+    same = "from benchmarks.peer_torch import TrainingStep, build_model"
+    for name in ("peer_gap.py", "profile_peer.py"):
+        with open(os.path.join(REPO, "benchmarks", name)) as f:
+            assert same in f.read(), name

@@ -2,11 +2,13 @@
 
 * ``length_curve.png``: log-perplexity against evaluation length (log axis), one line per
   run, each run's training length marked.
-* ``position_curve.png``: mean loss against position in the window (log-spaced bins), at
+* ``position_curve.png``: mean loss against position in the window, one point per bin of
+  the row's ``position_loss`` (``fire.evaluation.scoring.position_bins``: log-spaced), at
   each run's longest evaluated length: where extrapolation breaks shows as the curve
   turning up past the training length.
-* ``fire_bias.png``: FIRE's learned bias against distance for a few query positions, one
-  panel per layer and head (a query inside, at and past the training length).
+* ``fire_bias.png``: FIRE's learned bias against distance for a few query positions (inside,
+  at and past the training length): a row of panels per run, a panel per head, the query
+  positions as colours and the layers as dash patterns.
 
 Figures are built with matplotlib's object API (no pyplot, no global backend state).
 """
@@ -15,6 +17,7 @@ import os
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
 
@@ -85,20 +88,10 @@ def length_curve(rows: list) -> Figure:
     return fig
 
 
-def merge_bins(curve: dict, min_tokens: int):
-    """Joins neighbouring position bins until each holds ``min_tokens`` scored tokens: the
-    first positions of few long windows are otherwise mostly noise."""
-    edges, merged, nll, tokens = [0], [], 0.0, 0
-    for end, n, loss in zip(curve["edges"][1:], curve["tokens"], curve["loss"]):
-        nll, tokens = nll + (loss or 0.0) * n, tokens + n
-        if tokens >= min_tokens or end == curve["edges"][-1]:
-            edges.append(end)
-            merged.append(nll / tokens if tokens else np.nan)
-            nll, tokens = 0.0, 0
-    return np.asarray(edges, float), np.asarray(merged)
-
-
-def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
+def position_curve(rows: list) -> Figure:
+    """Every bin of each run's ``position_loss`` at its longest length, at the bin's geometric
+    centre (the axis is logarithmic); an empty bin is a gap. The first bins hold one position
+    each, so they are as noisy as the windows are few."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for i, (label, run_rows) in enumerate(_by_run(rows).items()):
@@ -106,12 +99,16 @@ def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
         curve = row.get("position_loss")
         if not curve:
             continue
-        edges, loss = merge_bins(curve, min_tokens)
-        centres = np.sqrt(np.maximum(edges[:-1], 0.5) * edges[1:])  # geometric, for the log axis
+        edges = np.asarray(curve["edges"], float)
+        loss = np.array([np.nan if v is None else v for v in curve["loss"]], float)
+        centres = np.sqrt(np.maximum(edges[:-1], 0.5) * edges[1:])
         (line,) = ax.plot(centres, loss, marker=".", label=f"{label} (window {row['eval_len']})", **line_style(i))
         ax.axvline(row["train_len"], color=line.get_color(), linestyle=":", alpha=0.6)
     ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    longest = max((r["eval_len"] for r in rows), default=1)
+    octaves = range(0, int(np.log2(longest)) + 1, 1 + int(np.log2(longest)) // 12)  # at most 12 ticks
+    ax.set_xticks([2**k for k in octaves], [str(2**k) for k in octaves])  # position 0 sits left of 1
+    ax.minorticks_off()
     ax.set_xlabel("position in the window (tokens)")
     ax.set_ylabel("mean loss (nats per token)")
     ax.set_title("Loss by position; dotted line: training length")
@@ -120,36 +117,52 @@ def position_curve(rows: list, min_tokens: int = 1024) -> Figure:
     return fig
 
 
+def _layer_dashes(k: int):
+    """The ``k``-th layer's line style: solid, then ever longer dashes (never plain dotted)."""
+    return "-" if k == 0 else (0, (1.5 * k + 1.0, 1.5))
+
+
+def _layer_name(layer: str) -> str:
+    return f"layer {layer.removeprefix('blocks_')}" if layer.startswith("blocks_") else layer
+
+
 def fire_bias(biases: dict) -> Figure:
     """``biases``: ``{label: {'train_len', 'queries', 'curves': {layer: [Q, H, W]},
-    'thresholds': {layer: L}}}``. The learned threshold L is a dashed line: query rows at or
-    below it depend on the distance alone."""
-    panels = [
-        (label, layer, b["queries"], b.get("thresholds", {}).get(layer), curve)
-        for label, b in biases.items()
-        for layer, curve in b["curves"].items()
-    ]
-    heads = max(p[4].shape[1] for p in panels)
-    fig = Figure(figsize=(3 * heads, 2.4 * len(panels)))
-    axes = np.atleast_2d(fig.subplots(len(panels), heads, squeeze=False, sharex=True))
-    for row, (label, layer, queries, threshold, curve) in enumerate(panels):
-        for h in range(heads):
-            ax = axes[row, h]
-            for q, bias_W in zip(queries, curve[:, h]):
-                ax.plot(np.arange(len(bias_W)), bias_W, label=f"i = {q}")
-            if threshold is not None:
-                ax.axvline(threshold, color="gray", linestyle="--", linewidth=1, label=f"L = {threshold:.0f}")
+    'thresholds': {layer: L}}}``. A row per run, titled with its label, and a panel per head;
+    in a panel each query position is a colour and each layer a dash pattern. A layer's
+    learned threshold L is a gray line in its dash pattern: query rows at or below it depend
+    on the distance alone."""
+    heads = max(curve.shape[1] for b in biases.values() for curve in b["curves"].values())
+    fig = Figure(figsize=(2.6 * heads + 1.8, 2.4 * len(biases) + 0.6), layout="constrained")
+    for run, (label, b) in zip(np.atleast_1d(fig.subfigures(len(biases), 1)), biases.items()):
+        axes = run.subplots(1, heads, squeeze=False)[0]
+        thresholds = b.get("thresholds", {})
+        for h, ax in enumerate(axes):
+            for k, (layer, curve_QxHxW) in enumerate(b["curves"].items()):
+                if h >= curve_QxHxW.shape[1]:
+                    continue
+                for j, bias_W in enumerate(curve_QxHxW[:, h]):
+                    ax.plot(np.arange(len(bias_W)), bias_W, color=f"C{j}", linestyle=_layer_dashes(k), linewidth=1)
+                if layer in thresholds:
+                    ax.axvline(thresholds[layer], color="gray", linestyle=_layer_dashes(k), linewidth=1)
             ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlim(0, max(curve.shape[2] for curve in b["curves"].values()) - 1)  # distances are >= 0
             ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.tick_params(labelsize="x-small")
             ax.grid(alpha=0.3)
-            named = "" if threshold is None else f" (L = {threshold:.0f})"
-            ax.set_title(f"{label} {layer} head {h}{named}", fontsize="small")
-            if h == 0:
-                ax.set_ylabel("bias")
-            if row == len(panels) - 1:
-                ax.set_xlabel("distance i - j")
-    axes[0, 0].legend(fontsize="x-small", title="query position", title_fontsize="x-small")
-    fig.suptitle("FIRE's learned bias by distance; for query positions up to the learned threshold L (dashed) "
-                 "it depends on distance only")  # fmt: skip
-    fig.tight_layout()
+            ax.set_title(f"head {h}", fontsize="small")
+            ax.set_xlabel("distance i - j", fontsize="small")
+        axes[0].set_ylabel("bias", fontsize="small")
+        run.suptitle(label, fontsize="medium", x=0.0, horizontalalignment="left")
+        handles = [Line2D([], [], color=f"C{j}", label=f"i = {q}") for j, q in enumerate(b["queries"])]
+        if len(b["curves"]) > 1:
+            handles += [Line2D([], [], color="black", linestyle=_layer_dashes(k), linewidth=1, label=_layer_name(layer))
+                        for k, layer in enumerate(b["curves"])]  # fmt: skip
+        handles += [Line2D([], [], color="gray", linestyle=_layer_dashes(k), linewidth=1,
+                           label=f"L = {thresholds[layer]:.0f}" + (f" ({_layer_name(layer)})" if len(thresholds) > 1 else ""))
+                    for k, layer in enumerate(b["curves"]) if layer in thresholds]  # fmt: skip
+        run.legend(handles=handles, loc="outside right upper", fontsize="x-small", title=f"trained at {b['train_len']}",
+                   title_fontsize="x-small")  # fmt: skip
+    fig.suptitle("FIRE's learned bias by distance, for query positions i; up to a layer's learned threshold L (gray) "
+                 "it depends on distance only", fontsize="medium", wrap=True)  # fmt: skip
     return fig
