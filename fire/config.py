@@ -138,6 +138,12 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
     return c
 
 
+def data_seed(config) -> int:
+    """The seed of the training stream's order and randomized positions: ``data_seed``, or
+    ``seed`` where it is -1."""
+    return config.seed if config.data_seed == -1 else config.data_seed
+
+
 def set_dotted(config: ml_collections.ConfigDict, key: str, value) -> None:
     """``config[a][b][c] = value`` for ``key = 'a.b.c'``, as ``--config.a.b.c=value`` does.
 
