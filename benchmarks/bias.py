@@ -7,7 +7,7 @@ Command (from the repository root):
     python -m benchmarks.bias --length=4096 --heads=4 --train_len=512
 
 Paths, all over the causal triangle of positions ``0..T-1`` on the dense path
-(``fire.model.attention.position_bias``):
+(``fire.model.position_bias.position_bias``):
   - ``pairwise (MLP)``: FIRE's reference, ``f_theta`` run as the MLP at every (query, key) pair;
   - ``pairwise``: the encoding's ``bias_fn`` at every pair (FIRE: the exact piecewise-linear
     ``f_theta``);
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from fire import xla
 from fire.encodings import build_encoding
 from fire.encodings import fire as fire_module
-from fire.model.attention import causal_bias_tile, causal_row_tiles, position_bias
+from fire.model.position_bias import causal_bias_tile, causal_row_tiles, position_bias
 
 
 def timed(fn, params, repeats):

@@ -186,7 +186,7 @@ def bias_call_check(sizes, batch=4, T=200):
     import jax.numpy as jnp
 
     from fire.encodings.fire import FIRE
-    from fire.model import ModelConfig, Transformer, attention
+    from fire.model import ModelConfig, Transformer, position_bias
 
     rows = []
     for size in sizes:
@@ -212,7 +212,7 @@ def bias_call_check(sizes, batch=4, T=200):
                 with nn.intercept_methods(count_calls):
                     jax.eval_shape(functools.partial(model.apply, impl=impl), params, tokens_BxT)
                 if impl == "dense":
-                    row_tiles = ceil_div(T, attention.causal_bias_tile(T))
+                    row_tiles = ceil_div(T, position_bias.causal_bias_tile(T))
                 else:
                     row_tiles = 1
                 expected = row_tiles * (1 if (pe == "fire_s" and impl == "dense") else cfg.num_layers)

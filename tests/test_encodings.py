@@ -119,6 +119,29 @@ def test_sandwich_closed_form():
     assert np.all(b[:, np.tril_indices(50)[0], np.tril_indices(50)[1]] <= 1e-6)
 
 
+def test_sandwich_with_its_own_dim_by_hand():
+    """d = 6 on 2 heads: three frequencies 10000^(-2/6), 10000^(-4/6), 10000^(-1), minus 3,
+    divided by 8h/H = 4 (h = 1) and 8 (h = 2)."""
+    b = bias(make_encoding("sandwich", num_heads=2, head_dim=16, dim=6), {}, grid(12), grid(12))[0]
+    w = [10000 ** (-1 / 3), 10000 ** (-2 / 3), 1e-4]
+    for d in (0, 1, 11):
+        kernel = sum(math.cos(d * wk) for wk in w) - 3
+        assert b[0, d, 0] == pytest.approx(kernel / 4, abs=1e-6) and b[1, d, 0] == pytest.approx(kernel / 8, abs=1e-6)
+    # Distance 1: (cos(0.046416) + cos(0.0021544) + cos(1e-4) - 3) / 4 = -(0.0021544 + 4.6e-6) / 8 + 0.0464^4 / 96.
+    assert b[0, 1, 0] == pytest.approx(-2.6984e-4, abs=2e-7)
+    np.testing.assert_array_equal(np.diagonal(b, axis1=1, axis2=2), 0.0)
+
+
+def test_sandwich_refuses_an_odd_sinusoid_dimension():
+    """An odd d leaves one sine without its cosine: the inner product would not depend on
+    i - j alone, and the formula's d/2 frequencies do not exist."""
+    with pytest.raises(ConfigError, match="even sinusoid dimension.*got dim=5"):
+        make_encoding("sandwich", dim=5)
+    enc = make_encoding("sandwich", head_dim=15)  # dim 0: d_head, odd here
+    with pytest.raises(ConfigError, match="got d_head=15"):
+        bias(enc, {}, grid(4), grid(4))
+
+
 # ---------------------------------------------------------------- absolute
 
 

@@ -14,8 +14,9 @@ from fire import xla
 from fire.encodings import NAMES, LengthError
 from fire.encodings.fire import FIRE
 from fire.model import SIZES, ModelConfig, Transformer, count_params
-from fire.model.attention import causal_attention_in_row_tiles, causal_bias, causal_row_tiles, dense_attention
+from fire.model.attention import causal_attention_in_row_tiles, dense_attention
 from fire.model.layers import project
+from fire.model.position_bias import causal_bias, causal_row_tiles
 
 TRAIN_LEN = 32
 VOCAB = 50

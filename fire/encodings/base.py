@@ -11,15 +11,15 @@ asks which encoding it is talking to:
 * ``bias_fn(seq_len)``: a pure function ``bias(q_pos_BxQ, k_pos_BxK) -> BxHxQxK`` added
   to the scaled logits ``q.k / sqrt(d_head)`` before the causal mask (additive encodings).
   An additive encoding whose bias depends on the distance ``i - j`` alone (on every row,
-  or on the rows up to some position) also describes it by :meth:`PositionEncoding.distance_bias`,
-  a table over distances: for ordinary positions ``0..T-1`` attention then computes ``T``
-  values per head and reads them along the diagonals, instead of evaluating the bias at
-  every (query, key) pair.
+  or on a range of rows) also describes it by :meth:`PositionEncoding.distance_bias`,
+  tables over distances: for ordinary positions ``0..T-1`` attention then computes ``T``
+  values per head and reads them along the diagonals on the rows where a table holds,
+  instead of evaluating the bias at every (query, key) pair.
 
 Hooks return pure closures over the encoding's parameters, read once outside any JAX
 transform, so attention can evaluate a bias on any grid of positions: once per forward,
-per layer or per tile (``fire.model.attention.position_bias`` decides which, and nothing
-else does). Position ids are explicit and may have a batch dimension of 1 (shared by all
+per layer or per tile (``fire.model.position_bias.position_bias`` decides which, and
+nothing else does). Position ids are explicit and may have a batch dimension of 1 (shared by all
 examples: the bias is then computed once, never per example) or B (per-example positions,
 e.g. randomized). ``seq_len`` is the length of the window being modelled; it sets the
 interpolation scale of ``rope_pi`` and ``yarn`` and the table check of ``learned``.
@@ -29,7 +29,9 @@ dataclass fields, with defaults; a default that depends on the run, such as FIRE
 or ``learned``'s table size, is written as 0 and resolved from ``train_len`` by the
 module), its checks against a run (:meth:`PositionEncoding.check`) and its capabilities
 (``shared``, ``additive``, ``plot_bias``, :meth:`PositionEncoding.max_length`). Adding an
-encoding is one module plus one ``register`` line in ``fire/encodings/__init__.py``.
+encoding is one module plus one ``register`` line in ``fire/encodings/__init__.py``, and its
+``pe=`` name in the README's encodings table and ``configs/lm.py``'s docstring (a test
+checks both).
 
 A content-dependent encoding (CoPE, Golovneva et al. 2024, whose positions are cumulative
 sums of gates computed from ``q.k``) does not fit these hooks: its bias needs the queries
@@ -39,9 +41,11 @@ the projections; on the blockwise path its cumulative gate sums run across key t
 the hook would also have to carry a running state through the key loop.
 """
 
-from typing import Callable, ClassVar, Mapping, NamedTuple, Optional
+import functools
+from typing import Callable, ClassVar, Mapping, NamedTuple, Optional, Tuple
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from fire.errors import UserError
@@ -67,16 +71,31 @@ class Rotation(NamedTuple):
 
 
 class DistanceBias(NamedTuple):
-    """A bias that depends on the distance alone: ``bias[h, i, j] = table(N)[h, i - j]``.
+    """A bias that depends on the distance alone on a range of query rows:
+    ``bias[h, i, j] = table(N)[h, i - j]`` for ``from_row <= i <= up_to_row``.
 
-    ``table(N)`` returns the ``HxN`` bias at distances ``0..N-1`` (float32). It holds on the
-    rows whose query position is ``<= up_to_row`` (a scalar, possibly traced, e.g. FIRE's
-    learned threshold), or on every row when ``up_to_row`` is None; other rows take the
-    encoding's ``bias_fn``.
+    ``table(N)`` returns the ``HxN`` bias at distances ``0..N-1`` (float32). The bounds are
+    query positions, scalars that may be traced (e.g. FIRE's learned threshold); None leaves
+    that side open (from row 0; every row on). Rows outside take the encoding's ``bias_fn``.
     """
 
     table: Callable[[int], Array]
+    from_row: Optional[Array] = None
     up_to_row: Optional[Array] = None
+
+    def holds(self, first_row, last_row):
+        """Whether the table holds on every query row ``first_row..last_row``: a Python bool
+        where that is known from Python numbers (or open bounds) alone, else a boolean JAX
+        scalar (traced, or computed from arrays)."""
+        conditions = []
+        if self.from_row is not None:
+            conditions.append(first_row >= self.from_row)
+        if self.up_to_row is not None:
+            conditions.append(last_row <= self.up_to_row)
+        arrays = [c for c in conditions if isinstance(c, jax.Array)]
+        if not all(bool(c) for c in conditions if not isinstance(c, jax.Array)):
+            return False
+        return functools.reduce(jnp.logical_and, arrays) if arrays else True
 
 
 class PositionEncoding(nn.Module):
@@ -165,18 +184,19 @@ class PositionEncoding(nn.Module):
     def bias_fn(self, seq_len: int) -> Optional[BiasFn]:
         return None
 
-    def distance_bias(self, seq_len: int) -> Optional[DistanceBias]:
-        """The bias as a table over distances where it depends on ``i - j`` alone (see
-        :class:`DistanceBias`); None where it never does. By default, for ``distance_only``
-        encodings, ``bias_fn`` evaluated on one column: queries at ``0..N-1``, the key at 0."""
+    def distance_bias(self, seq_len: int) -> Tuple[DistanceBias, ...]:
+        """The bias as tables over distances on the rows where it depends on ``i - j`` alone:
+        one :class:`DistanceBias` per range of rows (disjoint, or equal where they overlap);
+        empty where it never does. By default, for ``distance_only`` encodings, one table on
+        every row: ``bias_fn`` evaluated on one column, queries at ``0..N-1``, the key at 0."""
         bias = self.bias_fn(seq_len) if self.distance_only else None
         if bias is None:
-            return None
+            return ()
 
         def table(N):
             return bias(jnp.arange(N, dtype=jnp.int32)[None], jnp.zeros((1, 1), jnp.int32))[0, :, :, 0]
 
-        return DistanceBias(table)
+        return (DistanceBias(table),)
 
     def summary(self) -> dict:
         """Learned parameters worth logging over training, as ``{name: scalar or [H]}``."""

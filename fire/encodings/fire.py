@@ -14,23 +14,24 @@ the paper's listing. Each piece is an ablation flag:
   sequences are not squashed onto a coarse grid.
 
 ``f_theta`` with the paper's one hidden layer is evaluated exactly as the piecewise-linear
-function it is (:func:`piecewise_linear`): per element, two counts of knots and two table
-reads instead of ``mlp_width * (num_heads + 2)`` multiply-adds; deeper MLPs run as the MLP.
+function it is (:func:`piecewise_linear`): per element, one count of the knots below the
+input and one table read instead of ``mlp_width * (num_heads + 2)`` multiply-adds; deeper
+MLPs run as the MLP.
 
 ``FIRE`` has its own parameters in every layer; ``FIRE-S`` (``shared=True``) is one module
 for all layers, whose bias the model computes once per forward.
 
 ``normalizer_cap`` (0: off) is beyond the paper: it caps the normaliser's reference,
-``psi(min(max(L, i), cap))`` (``psi(min(i, cap))`` with ``threshold=False``), so rows past the
-cap depend on the distance alone, as rows below ``L`` do, and inputs of distances past the cap
-exceed 1. It adds no parameters, so it can be set at training time or only at evaluation on
+``psi(min(max(L, i), cap))`` (``psi(min(i, cap))`` with ``threshold=False``), so rows at or
+past the cap depend on the distance alone, as rows up to ``L`` do, and inputs of distances
+past the cap exceed 1. It adds no parameters, so it can be set at training time or only at evaluation on
 weights trained without it. Why: an independent check found the same trained FIRE weights,
 evaluated with the cap at the training length, stay flat to 16x the training length, where
 plain FIRE degrades.
 """
 
 import functools
-from typing import Optional
+from typing import Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -123,27 +124,34 @@ class FIRE(PositionEncoding):
 
         return bias
 
-    def distance_bias(self, seq_len) -> Optional[DistanceBias]:
-        """Where the normaliser is one constant, the bias depends on ``i - j`` alone: on rows
-        ``i <= L`` with the threshold (the normaliser is ``psi(L)``, or ``psi(cap)`` with a cap
-        below ``L``, which then holds on every row), on every row without interpolation.
-        Without the threshold the normaliser changes with every row: None."""
-        if self.interpolate and not self.threshold:
-            return None
-        c, L = jnp.abs(self.c), self.threshold_L()
+    def distance_bias(self, seq_len) -> Tuple[DistanceBias, ...]:
+        """Where the normaliser is one constant the bias depends on ``i - j`` alone, with one
+        table per constant: on every row without interpolation; with the threshold, on rows
+        ``i <= L`` (normaliser ``psi(L)``, or ``psi(cap)`` with a cap at or below ``L``, which
+        then holds on every row); with a cap, on rows ``i >= cap`` (``psi(cap)``). Without
+        threshold or cap the normaliser changes with every row: none."""
+        c, L, cap = jnp.abs(self.c), self.threshold_L(), self.normalizer_cap
         f = f_theta(self.layers)
-        reference = jnp.minimum(L, self.normalizer_cap) if self.normalizer_cap else L
 
-        def table(N):
-            x = self.psi(jnp.arange(N, dtype=jnp.float32), c)
-            if self.interpolate:
-                x = x / (self.psi(reference, c) + self.eps)
-            return f(x).T
+        def table_at(reference):  # the table of the rows whose normaliser is psi(reference)
+            def table(N):
+                x = self.psi(jnp.arange(N, dtype=jnp.float32), c)
+                if reference is not None:
+                    x = x / (self.psi(reference, c) + self.eps)
+                return f(x).T
+
+            return table
 
         if not self.interpolate:
-            return DistanceBias(table)
-        up_to_row = jnp.where(L >= self.normalizer_cap, jnp.inf, L) if self.normalizer_cap else L
-        return DistanceBias(table, up_to_row)
+            return (DistanceBias(table_at(None)),)
+        pieces = []
+        if self.threshold and cap:
+            pieces.append(DistanceBias(table_at(jnp.minimum(L, cap)), up_to_row=jnp.where(L >= cap, jnp.inf, L)))
+        elif self.threshold:
+            pieces.append(DistanceBias(table_at(L), up_to_row=L))
+        if cap:
+            pieces.append(DistanceBias(table_at(cap), from_row=cap))
+        return tuple(pieces)
 
 
 def f_theta(layers):

@@ -8,11 +8,8 @@
   from position ids, so peak memory grows linearly with the length: what lets a CPU
   evaluate at 32K+ tokens. Key blocks wholly after the query block are skipped.
 
-On both paths a bias that depends on the distance alone (``DistanceBias``: T5, ALiBi,
-KERPLE, Sandwich, and FIRE on the rows up to its threshold) is computed once per forward
-over the distances ``0..T-1`` and read along the diagonals (:func:`toeplitz`) when the
-positions are the ordinary ``0..T-1``, instead of being evaluated at every (query, key)
-pair.
+How the bias is computed for each path (once per forward or per tile, from distance tables
+or pairwise) is ``fire.model.position_bias``'s; attention only adds what it is given.
 
 The causal mask is by index in the sequence; the bias is by position id. The two are the
 same for ordinary inputs, and position ids may differ (offsets, randomized positions).
@@ -22,7 +19,6 @@ Generation (``fire.model.generate``) adds a third use of the dense path: a decod
 query attends over a :class:`KVCache` of keys and values written by earlier steps.
 """
 
-import dataclasses
 import functools
 import math
 from typing import Callable, NamedTuple, Optional
@@ -31,16 +27,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fire.encodings.base import BiasFn, DistanceBias, Rotation
+from fire.encodings.base import Rotation
 from fire.model.config import IMPLEMENTATIONS
 from fire.model.layers import Projection
+from fire.model.position_bias import PositionBias, causal_bias_tile, causal_row_tiles
 from fire.utils import ceil_div
 
-# Position biases are computed in tiles of query rows (each tile's intermediates stay in
-# cache). On the dense path, on the causal triangle: at least BIAS_TILE_ROWS rows per tile
-# and at most CAUSAL_BIAS_MAX_TILES tiles (compile time grows with them).
-BIAS_TILE_ROWS = 64
-CAUSAL_BIAS_MAX_TILES = 16
 # Finite, so that fully masked entries give exp(-big) = 0 rather than NaN from inf - inf.
 _MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
 
@@ -85,16 +77,16 @@ def _attend(q_BxHxQxD, k_BxHxKxD, v_BxHxKxD, bias_BxHxQxK, q_index_Q):
 
 def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_tiles=None, tile: Optional[int] = None):
     """:func:`dense_attention` over ordinary causal inputs (``Q == K``), ``tile`` query rows at
-    a time (default :func:`causal_bias_tile`), each tile against the keys up to its last row
+    a time (default ``causal_bias_tile(T)``), each tile against the keys up to its last row
     only: the logits, softmax and both attention matmuls skip the masked keys right of each
     tile (a little over half of the ``T x T`` grid with many tiles). Heads are moved ahead of
     the sequence once, so that every tile's rows are contiguous slices. The values equal the
     untiled softmax's up to float32 rounding. Measured on a 2-core CPU, forward and backward:
     0.6-0.7x the untiled time at ``8x4x512x32`` and ``8x8x512x64``.
 
-    ``bias_tiles``: the bias in row tiles, as :func:`causal_bias` returns it (tile ``i``:
-    ``BxHx(stop - start)xstop`` for rows ``start..stop-1``; ``B`` may be 1), or None. Its
-    first tile's rows set the tile size; ``tile`` is for attention without a bias.
+    ``bias_tiles``: the bias in row tiles, as ``fire.model.position_bias`` computes it (tile
+    ``i``: ``BxHx(stop - start)xstop`` for rows ``start..stop-1``; ``B`` may be 1), or None.
+    Its first tile's rows set the tile size; ``tile`` is for attention without a bias.
 
     Raises:
       ValueError: ``tile`` given and different from the bias tiles' rows.
@@ -113,167 +105,6 @@ def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_tiles=No
         outs.append(_attend(q[:, :, start:stop], k[:, :, :stop], v[:, :, :stop], bias, jnp.arange(start, stop)))
     out_BxHxTxD = jnp.concatenate(outs, axis=2) if len(outs) > 1 else outs[0]
     return jnp.transpose(out_BxHxTxD, (0, 2, 1, 3))
-
-
-def causal_row_tiles(T: int, tile: int):
-    """The ``(start, stop)`` query rows of each row tile of a causal ``T x T`` grid; tile
-    ``(start, stop)`` meets keys ``0..stop-1``."""
-    return [(start, min(start + tile, T)) for start in range(0, T, tile)]
-
-
-def materialize(bias):
-    """Computes a position bias once, as its own array.
-
-    Without the barrier XLA may fuse the bias's producer (a FIRE MLP, Sandwich's cosine
-    sum) into every consumer, recomputing it for each example and each use; the bias
-    depends on positions only, so it is computed once and broadcast over the batch.
-    """
-    return jax.lax.optimization_barrier(bias)
-
-
-def causal_bias(bias_fn: BiasFn, positions_BxT, tile: Optional[int] = None):
-    """``bias_fn`` over the causal triangle of ``positions_BxT`` x itself, in row tiles.
-
-    Query rows go in tiles of ``tile`` (default :func:`causal_bias_tile`: ``BIAS_TILE_ROWS``
-    rows, fewer tiles for long inputs), each against the keys up to its last row only: a
-    tuple of ``BxHx(stop - start)xstop`` arrays for the :func:`causal_row_tiles` of ``T``,
-    the form :func:`causal_attention_in_row_tiles` consumes. This does a little over half
-    the work of the full grid, and each tile's intermediates (FIRE's hidden layer) stay in
-    cache (the README's benchmark section has the measured effect).
-    """
-    T = positions_BxT.shape[1]
-    rows = lambda start, stop: bias_fn(positions_BxT[:, start:stop], positions_BxT[:, :stop])
-    return materialize(_causal_tiles(rows, T, tile or causal_bias_tile(T)))
-
-
-def toeplitz(window_HxW, Q: int, K: int):
-    """``out[h, a, b] = window[h, a - b + K - 1]``: the ``HxQxK`` array whose diagonals are
-    the ``W = Q + K - 1`` values of ``window`` (the first column bottom-up, then the first
-    row). Row ``a`` is one contiguous slice of the reversed window, so the forward is a
-    gather of whole rows and its transpose a scatter-add of whole rows (measured on a CPU
-    at ``4x512x512``: about as fast as adding a broadcast bias, and 4x faster than the skew
-    trick of tiling and re-cutting rows, whose index arithmetic is per element)."""
-    H, W = window_HxW.shape
-    if W != Q + K - 1:
-        raise ValueError(f"a {Q}x{K} Toeplitz array needs {Q + K - 1} diagonal values, got {W}.")
-    reversed_HxW = window_HxW[:, ::-1]  # out[h, a, b] = reversed[h, Q - 1 - a + b]
-    # One gather per head: a batched one would write QxHxK and need a transposed copy.
-    rows = lambda reversed_W: jax.vmap(lambda a: jax.lax.dynamic_slice_in_dim(reversed_W, Q - 1 - a, K))(jnp.arange(Q))
-    return jnp.stack([rows(reversed_W) for reversed_W in reversed_HxW])
-
-
-def padded_distance_table(distance: DistanceBias, num_distances: int, pad: int):
-    """``distance.table(num_distances)`` with ``pad`` copies of distance 0's column in front:
-    ``HxN``, column ``pad + d`` for distance ``d``, and distances ``-pad..-1`` (keys after the
-    query, which attention masks) valued as distance 0, as ``relative_distance`` clamps."""
-    table_HxD = distance.table(num_distances)
-    return jnp.concatenate([jnp.repeat(table_HxD[:, :1], pad, axis=1), table_HxD], axis=1)
-
-
-def diagonal_tile(padded_HxN, offset, Q: int, K: int, pad: Optional[int] = None):
-    """The ``1xHxQxK`` tile of a distance bias whose row ``a``, column ``b`` is at distance
-    ``offset + a - b`` (``offset``: first row's index minus first column's, may be traced),
-    from :func:`padded_distance_table` with ``pad`` (default ``K - 1``) columns in front."""
-    pad = K - 1 if pad is None else pad
-    window = jax.lax.dynamic_slice_in_dim(padded_HxN, pad + offset - (K - 1), Q + K - 1, axis=1)
-    return toeplitz(window, Q, K)[None]
-
-
-@dataclasses.dataclass(frozen=True)
-class PositionBias:
-    """An encoding's additive bias in the form an attention path consumes (``B`` may be 1):
-
-    * ``causal_tiles``: the dense path over ordinary causal inputs, the row tiles of
-      :func:`causal_bias` (tile ``i``: ``BxHx(stop - start)xstop``);
-    * ``dense``: a decode step, its query rows against every cache slot, ``BxHxTxS``;
-    * ``tile(qi, ki, qpos_BxQ, kpos_BxK) -> BxHxQxK``: the blockwise path, for query block
-      ``qi`` and key block ``ki`` of ``block`` positions each.
-    """
-
-    causal_tiles: Optional[tuple] = None
-    dense: Optional[jnp.ndarray] = None
-    tile: Optional[Callable] = None
-    block: Optional[int] = None
-
-
-def position_bias(
-    bias_fn: Optional[BiasFn],
-    positions_BxT,
-    impl: str,
-    cache_positions_1xS=None,
-    distance: Optional[DistanceBias] = None,
-    block_size: int = 512,
-) -> Optional[PositionBias]:
-    """How a bias is computed, decided here and nowhere else.
-
-    The model calls this once per forward for an encoding shared by all layers and once
-    per layer otherwise. On the dense path the bias is computed right away over the causal
-    triangle, in the row tiles the attention consumes (:func:`causal_bias`, position batch
-    1 unless positions differ per example);
-    on the blockwise path (tiles of ``block_size``) it is computed per tile inside the loop,
-    so memory stays linear. ``distance`` (the encoding's :class:`DistanceBias`, passed only
-    when ``positions_BxT`` is ``0..T-1``) replaces the pairwise evaluation by a table read
-    along the diagonals on the rows where it holds; the table is built here, once. A decode
-    step (``cache_positions_1xS``: its cache's slots) takes the dense path for whatever
-    ``impl``: its few query rows against every slot, ``BxHxTxS``, whose slots past the
-    query attention masks.
-    """
-    if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"Unknown attention implementation {impl!r}; valid: {', '.join(IMPLEMENTATIONS)}.")
-    if bias_fn is None:
-        return None
-    if cache_positions_1xS is not None:
-        return PositionBias(dense=materialize(bias_fn(positions_BxT, cache_positions_1xS)))
-    T = positions_BxT.shape[1]
-    if impl == "blockwise":
-        block = min(block_size, T)
-        if distance is not None:
-            padded_HxN = padded_distance_table(distance, ceil_div(T, block) * block, block - 1)
-
-        def tile(qi, ki, qpos_BxQ, kpos_BxK):
-            from_table = lambda: diagonal_tile(padded_HxN, (qi - ki) * block, block, block)
-            pairwise = lambda: bias_fn(qpos_BxQ, kpos_BxK)
-            return _table_or_pairwise(distance, (qi + 1) * block - 1, from_table, pairwise)
-
-        return PositionBias(tile=tile, block=block)
-
-    def from_table():  # on the causal triangle, in the row tiles of causal_bias
-        padded_HxN = padded_distance_table(distance, T, T - 1)
-        rows = lambda start, stop: diagonal_tile(padded_HxN, start, stop - start, stop, pad=T - 1)
-        return _causal_tiles(rows, T, causal_bias_tile(T))
-
-    pairwise = lambda: causal_bias(bias_fn, positions_BxT)
-    return PositionBias(causal_tiles=materialize(_table_or_pairwise(distance, T - 1, from_table, pairwise)))
-
-
-def _table_or_pairwise(distance: Optional[DistanceBias], last_row, from_table, pairwise):
-    """``from_table()`` if ``distance`` holds for every query row up to ``last_row`` (an
-    index, may be traced), else ``pairwise()``; the one place that choice is made."""
-    if distance is None:
-        return pairwise()
-    if distance.up_to_row is None:
-        return from_table()
-    return _either(last_row <= distance.up_to_row, from_table, pairwise)
-
-
-def _either(predicate, if_true, if_false):
-    """``jax.lax.cond(predicate, if_true, if_false)`` whose branches save nothing for the
-    backward pass but their inputs (they are recomputed there). Under ``grad`` a ``cond``
-    returns the residuals of both branches, the branch not taken filling its own with zeros:
-    for a pairwise bias those are several ``HxTxT`` arrays, written on every step that takes
-    the table."""
-    return jax.lax.cond(predicate, jax.checkpoint(if_true), jax.checkpoint(if_false))
-
-
-def causal_bias_tile(T: int) -> int:
-    """Query rows per tile of :func:`causal_bias` at length ``T``."""
-    return max(BIAS_TILE_ROWS, ceil_div(T, CAUSAL_BIAS_MAX_TILES))
-
-
-def _causal_tiles(rows, T: int, tile: int):
-    """A tuple of ``rows(start, stop)`` (``BxHx(stop - start)xstop``), one per causal row tile
-    of ``T`` (:func:`causal_row_tiles`)."""
-    return tuple(rows(start, stop) for start, stop in causal_row_tiles(T, tile))
 
 
 def _blocks(x, n_blocks, block):
@@ -356,8 +187,9 @@ class CausalSelfAttention(nn.Module):
     """Projections around :func:`dense_attention` / :func:`blockwise_attention`.
 
     The encoding enters only through ``rotation`` (applied to q and k) and ``bias`` (from
-    :func:`position_bias`, which also fixes the path: dense with a dense bias, blockwise
-    with a per-tile one; ``impl`` picks the path when there is no bias).
+    ``fire.model.position_bias.position_bias``, which also fixes the path: dense with a
+    dense bias, blockwise with a per-tile one; ``impl`` picks the path when there is no
+    bias).
 
     Returns ``(out_BxTxD, KVCache)``: the keys (rotated) and values of these ``T`` tokens,
     which a prefill keeps. Given a ``cache`` (decoding), they are written at slots

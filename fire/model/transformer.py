@@ -16,9 +16,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fire.model.attention import CausalSelfAttention, KVCache, cache_positions, position_bias
+from fire.model.attention import CausalSelfAttention, KVCache, cache_positions
 from fire.model.config import DTYPES, ModelConfig
 from fire.model.layers import Projection, partitioned_normal
+from fire.model.position_bias import position_bias
 
 
 class MLP(nn.Module):
@@ -101,7 +102,7 @@ class Block(nn.Module):
 
 
 def _bias(enc, seq_len, positions_BxT, impl, block_size, cache, ordinary_positions):
-    distance = enc.distance_bias(seq_len) if ordinary_positions and cache is None else None
+    distance = enc.distance_bias(seq_len) if ordinary_positions and cache is None else ()
     return position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache), distance, block_size)
 
 
