@@ -1,6 +1,11 @@
 """Golden one-step regression: for every encoding, the loss before and after one training
 step of the micro model on a fixed batch must not drift. After an intended change of the
-numbers, regenerate with ``python tests/test_golden.py --regenerate`` and review the diff.
+numbers, regenerate and review the diff:
+
+    python tests/test_golden.py --regenerate                  # every encoding
+    python tests/test_golden.py --regenerate pe=fire,fire_s   # only these entries (a new
+                                                              # encoding is added); the
+                                                              # others stay byte for byte
 """
 
 import json
@@ -54,10 +59,56 @@ def test_one_step_matches_golden(pe):
     assert got["loss_after"] < got["loss_before"]
 
 
-if __name__ == "__main__":
-    if "--regenerate" not in sys.argv:
-        sys.exit("usage: python tests/test_golden.py --regenerate")
-    values = {pe: one_step(pe) for pe in NAMES}
-    with open(GOLDEN, "w") as f:
+def regenerate(names=None, path: str = GOLDEN, compute=one_step) -> dict:
+    """Rewrites the entries of ``names`` (every encoding when None) in the golden file at
+    ``path`` with ``compute(pe)``, keeping every other entry and the file's order (new
+    names go last); unchanged entries are written back byte for byte. Returns the file's
+    values.
+
+    Raises:
+      SystemExit: a name that is not a registered encoding.
+    """
+    unknown = [name for name in names or () if name not in NAMES]
+    if unknown:
+        sys.exit(f"error: no encoding pe={','.join(unknown)}; valid: {', '.join(NAMES)}.")
+    values = {}
+    if names is not None and os.path.exists(path):
+        with open(path) as f:
+            values = json.load(f)
+    for pe in NAMES if names is None else names:
+        values[pe] = compute(pe)
+    with open(path, "w") as f:
         json.dump(values, f, indent=2)
-    print(json.dumps(values, indent=2))
+    return values
+
+
+def main(argv) -> None:
+    """``--regenerate`` (every encoding) or ``--regenerate pe=NAME[,NAME...]``."""
+    if not argv or argv[0] != "--regenerate" or len(argv) > 2 or (len(argv) == 2 and not argv[1].startswith("pe=")):
+        sys.exit("usage: python tests/test_golden.py --regenerate [pe=NAME[,NAME...]]")
+    names = argv[1].removeprefix("pe=").split(",") if len(argv) == 2 else None
+    values = regenerate(names)
+    print(json.dumps({pe: values[pe] for pe in names or NAMES}, indent=2))
+
+
+def test_regenerating_some_encodings_keeps_the_others_byte_for_byte(tmp_path):
+    path = tmp_path / "one_step.json"
+    with open(GOLDEN) as f:
+        original = f.read()
+    path.write_text(original)
+    fake = lambda pe: {"loss_before": 1.0, "grad_norm": 2.0, "loss_after": 0.5}
+    values = regenerate(["fire", "alibi"], str(path), compute=fake)
+    assert values["fire"] == values["alibi"] == fake("fire") and list(values) == list(json.loads(original))
+    entry_text = lambda pe, entry: json.dumps({pe: entry}, indent=2)[2:-2]  # as the file has it
+    expected = original
+    for pe in ("fire", "alibi"):
+        expected = expected.replace(entry_text(pe, json.loads(original)[pe]), entry_text(pe, fake(pe)))
+    assert expected != original and path.read_text() == expected
+    with pytest.raises(SystemExit, match="no encoding pe=firee"):
+        regenerate(["firee"], str(path), compute=fake)
+    with pytest.raises(SystemExit, match="usage"):
+        main(["--regenerate", "fire"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
