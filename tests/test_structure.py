@@ -1,5 +1,5 @@
-"""The shape of the house: imports point down, an encoding is one class plus one line,
-and the README's Python example runs."""
+"""The shape of the house: imports point down, an encoding is one class plus one line and
+is documented where users look for it, and the README's Python example runs."""
 
 import ast
 import os
@@ -12,6 +12,7 @@ import pytest
 from helpers import write_corpus
 
 import fire.encodings as encodings
+from configs import lm
 from fire.config import from_axes
 from fire.data import Protocol
 from fire.encodings.base import PositionEncoding, Rotation
@@ -159,10 +160,45 @@ class ScaledRoPE(PositionEncoding):
         return Rotation(query=scaled(1.0), key=scaled(-1.0))
 
 
+def undocumented_encodings() -> list:
+    """For every registered ``pe=`` name missing from the README's encodings table or from
+    ``configs/lm.py``'s docstring (its ``pe`` axis), the line that says what to do."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        table = f.read().split("## Position encodings", 1)[1].split("\n\n")[1]
+    in_readme = {name for row in table.splitlines()[2:] for name in re.findall(r"`(\w+)`", row.split("|")[1])}
+    axis = re.search(r"^\s+pe\s+position encoding:(.*?)^\s+size\s", lm.__doc__, re.S | re.M).group(1)
+    in_lm = set(re.sub(r"\(default \w+\)", "", axis).split())
+    missing = []
+    for name in encodings.REGISTRY:
+        places = [p for p, names in (("README.md's encodings table", in_readme), ("configs/lm.py's docstring", in_lm))
+                  if name not in names]  # fmt: skip
+        if places:
+            missing.append(f"document pe={name} in {' and '.join(places)}")
+    return missing
+
+
+def test_every_encoding_is_documented():
+    missing = undocumented_encodings()
+    assert not missing, "; ".join(missing)
+
+
+def test_an_encoding_registered_without_documentation_fails():
+    encodings.register("undocumented_pe", ScaledRoPE)
+    try:
+        with pytest.raises(AssertionError, match="document pe=undocumented_pe in README.md's encodings table and"):
+            test_every_encoding_is_documented()
+    finally:
+        encodings.REGISTRY.pop("undocumented_pe", None)
+    assert undocumented_encodings() == []
+
+
 @pytest.mark.slow
 def test_a_new_encoding_is_one_class_and_one_register_line(tmp_path):
     encodings.register("scaled_rope", ScaledRoPE)
     try:
+        assert undocumented_encodings() == [  # what is left to do, besides the class and the line
+            "document pe=scaled_rope in README.md's encodings table and configs/lm.py's docstring"
+        ]
         # Its logits depend on i - j only, though q and k are transformed differently.
         enc = encodings.build_encoding("scaled_rope", num_heads=2, head_dim=8, d_model=16, train_len=16)
         rotation = enc.apply({}, method=lambda m: m.rotary(16))
