@@ -21,14 +21,13 @@ import fcntl
 import json
 import os
 import socket
-import subprocess
 import time
 from typing import Callable
 
 import ml_collections
 
-import fire
 from fire.errors import UserError
+from fire.provenance import code_version
 
 CONFIG = "config.json"
 CODE_VERSION = "code_version.json"
@@ -103,12 +102,25 @@ class Workdir:
         return os.path.isfile(self.config)
 
     def read_config(self) -> ml_collections.ConfigDict:
-        with open(self.config) as f:
-            return ml_collections.ConfigDict(json.load(f))
+        """The run's resolved config. Raises WorkdirError (one line) if it cannot be read."""
+        return ml_collections.ConfigDict(self.read_config_dict())
 
     def read_config_dict(self) -> dict:
-        with open(self.config) as f:
-            return json.load(f)
+        """``config.json`` as a dict. Raises WorkdirError, naming the file, if it cannot be
+        read or is not a JSON object (a file cut short by a full disk or a kill)."""
+        try:
+            with open(self.config) as f:
+                config = json.load(f)
+        except OSError as e:
+            raise WorkdirError(f"{self.config} cannot be read: {e.strerror or e}.") from None
+        except ValueError as e:
+            raise WorkdirError(
+                f"{self.config} is not valid JSON ({e}): the file is damaged (cut short?). Restore it, "
+                f"or re-create it by running the run's train.py command again."
+            ) from None
+        if not isinstance(config, dict):
+            raise WorkdirError(f"{self.config} does not hold a config (a JSON object): the file is damaged.")
+        return config
 
     def write_run_info(self, config) -> None:
         """``config.json`` and ``code_version.json``."""
@@ -180,6 +192,26 @@ def _locked(path: str) -> int:
         os.close(fd)  # locked a file its holder removed meanwhile: lock the current one
 
 
+def lock_holder(workdir: str):
+    """Who holds the workdir's lock right now (``pid 123 on host h since ...``), or None if no
+    live process does. Takes the lock for an instant to find out; never creates the file."""
+    try:
+        fd = os.open(Workdir(workdir).lock_file, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return _holder(os.read(fd, 4096).decode(errors="replace").strip())
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _holder(text: str) -> str:
     """``pid 123 on host h since 2024-05-01 12:00:00`` from a lock file's JSON."""
     try:
@@ -193,16 +225,3 @@ def _holder(text: str) -> str:
 def is_run(path: str) -> bool:
     """Whether ``path`` is a training run's folder."""
     return Workdir(path).is_run()
-
-
-def code_version() -> dict:
-    """The package version and, in a git checkout, its commit and whether it was dirty."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    version = {"fire": fire.__version__}
-    try:
-        run = lambda *a: subprocess.run(["git", "-C", repo, *a], capture_output=True, text=True, timeout=10).stdout
-        version["commit"] = run("rev-parse", "HEAD").strip()
-        version["dirty"] = bool(run("status", "--porcelain", "--untracked-files=no").strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return version

@@ -28,7 +28,7 @@ BENCHMARKS = os.path.join(REPO, "benchmarks")  # outside the installable package
 # Floors of the library, bottom first. A module may import from its own floor or below,
 # never from above; the library never imports the command-line configs/.
 FLOORS = [
-    ("fire", "fire.errors", "fire.utils", "fire.xla", "fire.cli"),
+    ("fire", "fire.errors", "fire.utils", "fire.xla", "fire.cli", "fire.provenance"),
     ("fire.encodings", "fire.data"),
     ("fire.model",),
     ("fire.config", "fire.workdir", "fire.checkpoint"),

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from helpers import write_corpus
 
-from fire.sweeps import SweepError, expand, load_sweep, parse_shard, runner, shard_of
+from fire.sweeps import SweepError, expand, load_sweep, parse_shard, results, run_config, runner, select, shard_of
+from fire.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,9 +80,9 @@ def test_bad_sweeps_fail_in_one_line(tmp_path, corpus):
         with pytest.raises(SweepError, match="--shard"):
             parse_shard(shard)
     out = tmp_path / "other"
-    runner.check_output_dir(str(out), "first")
+    results.check_output_dir(str(out), "first")
     with pytest.raises(SweepError, match="holds the results of sweep 'first'"):
-        runner.check_output_dir(str(out), "second")
+        results.check_output_dir(str(out), "second")
 
 
 def cli(*args):
@@ -98,7 +99,7 @@ def test_a_sweep_trains_resumes_survives_a_failure_evaluates_and_aggregates(tmp_
 
     # Worker 0 of 2 trains its share only, and evaluates nothing.
     first = cli(f"--sweep={path}", "--shard=0/2")
-    assert first.returncode == 1 and "FAILED broken/tiny_L32_s0" in first.stdout, first.stdout + first.stderr
+    assert first.returncode == 1 and "broken/tiny_L32_s0: FAILED" in first.stdout, first.stdout + first.stderr
     assert "broken/tiny_L32_s0: see" in first.stderr and "Traceback" not in first.stderr
     assert [runner.status(s) for s in specs] == ["done", "new", "new", "new"]
     done_ckpt = os.path.getmtime(os.path.join(specs[0].workdir, "checkpoints"))
@@ -124,25 +125,12 @@ def test_a_sweep_trains_resumes_survives_a_failure_evaluates_and_aggregates(tmp_
         np.testing.assert_allclose(a["loss_std"], np.std(losses, ddof=1), rtol=1e-9)
     md = (out / "results.md").read_text()
     assert "## tiny, training length 32" in md and "| ok | " in md and "± " in md and "(2)" in md
-    assert "protocol stream" in md
+    assert "protocol stream" in md and "Measured cost: 2 runs trained in" in md and "copied logs" not in md
+    assert "train.log" in os.listdir(out / "train_logs" / "ok" / "tiny_L32_s0")  # trained by the sweep
 
     # Evaluation again: every row reused.
     third = cli(f"--sweep={path}", "--eval_only")
     assert third.stdout.count("| reused") == 4, third.stdout
-
-
-@pytest.mark.slow
-def test_evaluation_variants_are_rows_of_their_own(tmp_path, corpus):
-    eval_variants = "[('pi2', dict(rows=['rope_pi'], encoding=dict(scale=2.0)))]"
-    path = write_sweep(tmp_path, corpus, pes=("rope_pi",), eval_variants=eval_variants)
-    sweep = load_sweep(path)
-    specs = expand(sweep)
-    os.chdir(REPO)
-    assert runner.train_runs(specs, log=lambda _: None) == {s.name: "done" for s in specs}
-    table = runner.evaluate_runs(sweep, specs, log=lambda _: None)
-    rows = {(a["row"], a["eval_len"]): a for a in table}
-    assert set(rows) == {("rope_pi", 32), ("rope_pi", 64), ("rope_pi [pi2]", 32), ("rope_pi [pi2]", 64)}
-    assert rows["rope_pi [pi2]", 32]["loss"] != rows["rope_pi", 32]["loss"]  # positions divided by 2
 
 
 def test_a_sigterm_to_the_sweep_reaches_the_training_child(tmp_path):
@@ -202,3 +190,203 @@ def test_a_sweep_s_per_run_plots_keep_forty_runs_apart():
         assert len(lines) == 40 and len(styles) == 40
         assert ":" not in {line.get_linestyle() for line in lines}  # dotted marks the training length
         assert ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1  # the legend beside the axes
+
+
+# ------------------------------------------------------------------ shards, selections, plans
+
+SLURM = lambda **values: {f"SLURM_ARRAY_TASK_{k}": str(v) for k, v in values.items()}
+
+
+def test_slurm_job_arrays_of_any_base_and_step_cover_every_run_once(tmp_path, corpus):
+    specs = expand(load_sweep(write_sweep(tmp_path, corpus, pes=("alibi", "rope_pi", "nope"))))
+    for ids in (range(0, 4), range(1, 5), range(0, 8, 2), range(3, 12, 3), range(1, 9)):  # --array=1-8 among them
+        env = lambda i: SLURM(ID=i, MIN=ids[0], MAX=ids[-1], STEP=ids.step, COUNT=len(ids))
+        taken = [s.name for i in ids for s in shard_of(specs, *parse_shard(None, env(i)))]
+        assert sorted(taken) == sorted(s.name for s in specs), ids
+    assert parse_shard(None, SLURM(ID=7, MIN=1, MAX=7, STEP=2)) == (3, 4)  # no COUNT: from MIN, MAX, STEP
+    with pytest.raises(SweepError, match=r"SLURM_ARRAY_TASK_MIN=1.*--array=0-2"):  # --array=1,3,8
+        parse_shard(None, SLURM(ID=3, MIN=1, MAX=8, STEP=1, COUNT=3))
+    with pytest.raises(SweepError, match="counts from 0.*the last of 8 workers is 7/8"):
+        parse_shard("8/8")
+
+
+def test_only_selects_runs_by_row_seed_or_name(tmp_path, corpus):
+    specs = expand(load_sweep(write_sweep(tmp_path, corpus, pes=("alibi", "rope_pi", "nope"))))
+    names = lambda only: [s.name for s in select(specs, only)]
+    assert names("rope_pi") == ["rope_pi/tiny_L32_s0", "rope_pi/tiny_L32_s1"]
+    assert names("nope:1, alibi/*_s0") == ["alibi/tiny_L32_s0", "nope/tiny_L32_s1"]  # the sweep's order
+    assert names(None) == names("") == [s.name for s in specs]
+    with pytest.raises(SweepError, match="names no run of the sweep. Did you mean rope_pi"):
+        select(specs, "rope_p")
+    with pytest.raises(SweepError, match="after ':' comes a seed"):
+        select(specs, "alibi:first")
+
+
+def test_dry_run_plans_memory_against_a_device_and_measures_a_step(tmp_path, corpus):
+    from fire.sweeps import plan
+
+    specs = expand(load_sweep(write_sweep(tmp_path, corpus, pes=("alibi",))))  # two seeds: one shape
+    assert plan.parse_device("h100-80gb").memory == 81559 << 20 and plan.parse_device("40GB").memory == 40 * 10**9
+    with pytest.raises(SweepError, match="give a size such as 80GiB.*h100-80gb"):
+        plan.parse_device("80 gigs")
+    lines = []
+    assert plan.dry_run(specs, lines.append, memory=True, device=plan.parse_device("h100-80gb")) == []
+    assert all("fits 79.65 GiB (h100-80gb)" in line and "h100-80gb-hours at 40% MFU" in line for line in lines[:2])
+    lines.clear()
+    too_big = plan.dry_run(specs, lines.append, memory=True, device=plan.parse_device("1MiB"), measure=True)
+    assert too_big == [s.name for s in specs]
+    assert "DOES NOT FIT 1 MiB" in lines[0] and "step " in lines[0] and "s here: " in lines[0]
+    assert "2 of 2 runs do not fit 1 MiB per device" in lines[-1] and "of training on this machine" in lines[-2]
+
+
+def test_the_sweep_progress_line_reads_the_run_s_metrics(tmp_path, corpus, monkeypatch):
+    spec = expand(load_sweep(write_sweep(tmp_path, corpus, pes=("alibi",))))[0]
+    os.makedirs(spec.workdir)
+    with open(os.path.join(spec.workdir, "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"step": 2, "loss": 5.0, "steps_per_s": 0.5, "tokens_per_s": 64.0, "time": 1.0}) + "\n")
+        f.write('{"step": 3, "lo')  # a line cut short while it is written
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)
+    lines = []
+    clock = runner.SweepClock([spec])
+    runner.ProgressWatch(spec, "[1/1] x", clock, lines.append).poll()
+    assert lines == ["[1/1] x: step 2/4 | 0.1k tok/s | run ETA 4s | sweep ETA 4s"]
+
+
+def test_the_sbatch_script_renders_and_its_array_tasks_cover_the_sweep(tmp_path, corpus):
+    script = os.path.join(REPO, "scripts", "sweep.sbatch")
+    directives = [line.split()[1] for line in open(script) if line.startswith("#SBATCH")]
+    assert "--signal=B:TERM@300" in directives and "--requeue" in directives
+    assert all(d.startswith("--") for d in directives)
+    path = write_sweep(tmp_path, corpus, pes=("alibi", "nope"))
+    taken = []
+    for task in (1, 2):  # sbatch --array=1-2
+        env = {**os.environ, **SLURM(ID=task, MIN=1, MAX=2, STEP=1, COUNT=2), "SWEEP": path, "PYTHON": sys.executable,
+               "EXTRA_ARGS": "--dry_run", "SLURM_SUBMIT_DIR": REPO, "JAX_PLATFORMS": "cpu"}  # fmt: skip
+        out = subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout + out.stderr
+        taken += [line.split(" | ")[0].split("] ")[1] for line in out.stdout.splitlines() if line.startswith("[")]
+    assert sorted(taken) == sorted(s.name for s in expand(load_sweep(path)))
+
+
+# ------------------------------------------------------------------ trained runs, shared
+
+
+# A scale variant of rope_pi, and rope's runs evaluated as rope_pi (another encoding, same parameters).
+EVAL_VARIANTS = (
+    "[('pi2', dict(rows=['rope_pi'], encoding=dict(scale=2.0))), ('pi_from_rope', dict(rows=['rope'], pe='rope_pi'))]"
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus):
+    """A sweep of alibi, rope and rope_pi x seeds 0 and 1, trained (6 runs of 4 steps), with a
+    scale variant of rope_pi and rope evaluated as rope_pi (``pe``): ``(root, sweep path)``."""
+    root = tmp_path_factory.mktemp("trained")
+    path = write_sweep(root, corpus, pes=("alibi", "rope", "rope_pi"), eval_variants=EVAL_VARIANTS)
+    for spec in expand(load_sweep(path)):  # in this process: the sweep's own training is tested above
+        train(run_config(spec), spec.workdir)
+    return root, path
+
+
+def copy_of(trained, tmp_path, corpus) -> tuple:
+    """The trained sweep's runs in ``tmp_path/runs``, and its sweep file pointing there."""
+    import shutil
+
+    shutil.copytree(trained[0] / "runs", tmp_path / "runs")
+    path = write_sweep(tmp_path, corpus, pes=("alibi", "rope", "rope_pi"), eval_variants=EVAL_VARIANTS)
+    sweep = load_sweep(path)
+    return sweep, expand(sweep)
+
+
+@pytest.mark.slow
+def test_a_partial_evaluation_merges_into_the_results_without_losing_a_row(trained, tmp_path, corpus):
+    import shutil
+
+    sweep, specs = copy_of(trained, tmp_path, corpus)
+    os.chdir(REPO)
+    full = results.evaluate_runs(sweep, specs, log=lambda _: None)
+    out = tmp_path / "out"
+    before = json.loads((out / "results.json").read_text())
+    assert len(before["runs"]) == 20  # 6 runs + 2 pi2 + 2 pi_from_rope, at 2 lengths
+
+    # A fresh clone: the runs are gone; this machine has trained one shard's run (alibi s0).
+    shutil.move(tmp_path / "runs", tmp_path / "runs_elsewhere")
+    shutil.copytree(tmp_path / "runs_elsewhere" / "alibi" / "tiny_L32_s0", tmp_path / "runs" / "alibi" / "tiny_L32_s0")
+    lines = []
+    again = results.evaluate_runs(sweep, specs, log=lines.append)
+    after = json.loads((out / "results.json").read_text())
+    in_order = lambda rows: sorted(rows, key=lambda r: (r["row"], r.get("run") or "", r["eval_len"]))
+    assert in_order(after["runs"]) == in_order(before["runs"]) and in_order(again) == in_order(full)  # all kept
+    assert "20 rows: 2 evaluated now, the rest kept" in lines[-1]
+
+    # A selection (--only) re-scores only its runs.
+    shutil.rmtree(tmp_path / "runs")
+    shutil.move(tmp_path / "runs_elsewhere", tmp_path / "runs")
+    lines.clear()
+    results.evaluate_runs(sweep, specs, log=lines.append, only=select(specs, "rope:1"))
+    assert "20 rows: 4 evaluated now" in lines[-1]  # rope s1 and its pi_from_rope row, at 2 lengths
+
+    # Provenance: each command that wrote, each row's code and machine, the runs' training logs.
+    entries = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
+    assert len(entries) == 3 and {"command", "code", "machine", "time"} <= set(entries[0])
+    assert entries[1]["evaluated"] == ["alibi/tiny_L32_s0"]
+    assert all(r["code"] and r["machine"] for r in after["runs"])
+    logs = sorted(os.listdir(out / "train_logs" / "rope" / "tiny_L32_s1"))  # train.log: where a sweep trained it
+    assert logs == ["code_version.json", "config.json", "metrics.jsonl"]
+
+    # A table that would lose rows (per_run/ gone) is refused, and nothing is written.
+    shutil.rmtree(out / "per_run")
+    shutil.rmtree(tmp_path / "runs" / "rope")
+    with pytest.raises(SweepError, match="would drop them"):
+        results.evaluate_runs(sweep, specs, log=lambda _: None)
+    assert json.loads((out / "results.json").read_text()) == after
+
+
+@pytest.mark.slow
+def test_evaluation_variants_are_rows_of_their_own(trained, tmp_path, corpus):
+    sweep, specs = copy_of(trained, tmp_path, corpus)
+    os.chdir(REPO)
+    table = results.evaluate_runs(sweep, specs, log=lambda _: None)
+    rows = {(a["row"], a["eval_len"]): a for a in table}
+    assert {r for r, _ in rows} == {"alibi", "rope", "rope_pi", "rope_pi [pi2]", "pi_from_rope"}
+    assert rows["rope_pi [pi2]", 32]["loss"] != rows["rope_pi", 32]["loss"]  # positions divided by 2
+    # RoPE-PI trains bit-identically to RoPE: a rope run evaluated as rope_pi is the rope_pi run.
+    for L in (32, 64):
+        np.testing.assert_allclose(rows["pi_from_rope", L]["loss"], rows["rope_pi", L]["loss"], rtol=1e-6)
+    assert rows["pi_from_rope", 64]["loss"] != rows["rope", 64]["loss"]  # past the training length it interpolates
+    with pytest.raises(SweepError, match="names its own row, and the sweep trains a row 'rope_pi'"):
+        results.table_rows({"eval_variants": [("rope_pi", dict(rows=["rope"], pe="rope_pi"))]}, specs)
+
+
+@pytest.mark.slow
+def test_a_run_another_worker_holds_or_finished_is_not_a_failure(trained, tmp_path, corpus):
+    from fire.workdir import exclusive
+
+    sweep = load_sweep(write_sweep(tmp_path, corpus, pes=("alibi",)))
+    spec = expand(sweep)[0]
+    lines = []
+    with exclusive(spec.workdir, log=lambda _: None):  # as a live trainer on another worker would
+        assert runner.train_runs([spec], log=lines.append) == {spec.name: "busy"}
+    assert "in training by another process (pid" in lines[-1] and "FAILED" not in "".join(lines)
+
+    # Another worker finishes the run while this one's train.py fails (e.g. refused the workdir).
+    finisher = tmp_path / "finisher.sh"
+    finished = trained[0] / "runs" / "alibi" / "tiny_L32_s0"
+    finisher.write_text(f"#!/bin/sh\ncp -r {finished}/. {spec.workdir}/\nexit 2\n")
+    finisher.chmod(0o755)
+    lines.clear()
+    assert runner.train_runs([spec], log=lines.append, python=str(finisher)) == {spec.name: "done elsewhere"}
+    assert lines[-1].endswith("finished by another worker meanwhile")
+
+
+def test_a_run_that_exits_preempted_stops_the_sweep_resumably(tmp_path, corpus):
+    from fire.errors import Preempted
+
+    specs = expand(load_sweep(write_sweep(tmp_path, corpus, pes=("alibi",))))
+    preempted = tmp_path / "preempted.sh"  # a train.py that saved its checkpoint and exited 128 + SIGTERM
+    preempted.write_text("#!/bin/sh\nexit 143\n")
+    preempted.chmod(0o755)
+    with pytest.raises(
+        Preempted, match=r"alibi/tiny_L32_s0: the run was preempted and had no checkpoint yet \(exit 143\)"
+    ):
+        runner.train_runs(specs, log=lambda _: None, python=str(preempted))

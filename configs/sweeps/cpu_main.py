@@ -1,5 +1,6 @@
 """The main table at CPU scale: every encoding of the paper's comparison, trained at 128 with
-three seeds and at 512 with one, evaluated at 1x ... 16x the training length.
+three seeds and at 512 with one, evaluated at 1x ... 16x the training length (RoPE-PI and YaRN
+on RoPE's runs: 32 runs, 10 rows).
 
     python sweep.py --sweep=configs/sweeps/cpu_main.py --dry_run
     python sweep.py --sweep=configs/sweeps/cpu_main.py
@@ -18,8 +19,11 @@ def get_config():
     c = ml_collections.ConfigDict()
     c.name = "cpu_main"
     c.config = "configs/lm.py"
-    c.axes = dict(pe=["nope", "rope", "rope_pi", "yarn", "t5", "alibi", "kerple_log", "sandwich", "fire", "fire_s"],
-                  **recipes.CPU_AXES)  # fmt: skip
+    c.axes = dict(pe=["nope", "rope", "t5", "alibi", "kerple_log", "sandwich", "fire", "fire_s"], **recipes.CPU_AXES)
+    # RoPE-PI and YaRN take their scale from the evaluation length, so at the training length
+    # they are RoPE and their runs would train bit-identically to RoPE's: they are RoPE's runs
+    # evaluated with the interpolations, rows of their own.
+    c.eval_variants = [("rope_pi", dict(rows=["rope"], pe="rope_pi")), ("yarn", dict(rows=["rope"], pe="yarn"))]
     c.grids = [recipes.cpu_grid(128, seeds=(0, 1, 2)), recipes.cpu_grid(512, seeds=(0,))]
     c.overrides = recipes.CPU_OVERRIDES
     c.eval = recipes.CPU_EVAL

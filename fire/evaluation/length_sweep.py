@@ -5,7 +5,9 @@
 computed (``cache.jsonl``, keyed by :func:`row_key`: the run, its checkpoint and config, the
 length and the whole protocol) and rewrites the results after every length, so an
 interrupted sweep loses at most the length in flight. The results folder grows: rows of
-other runs, lengths or protocols that an earlier sweep wrote there stay in the report.
+other runs, lengths or protocols that an earlier sweep wrote there stay in the report. Each
+computed row carries the code and machine that computed it, and each evaluation appends its
+command to the folder's ``provenance.jsonl`` (``fire.provenance``).
 """
 
 import hashlib
@@ -14,6 +16,7 @@ import os
 from typing import Callable, Optional
 
 from fire import data as fire_data
+from fire import provenance
 from fire.encodings import LengthError
 from fire.evaluation import report
 from fire.evaluation.runs import EvalError, TrainedRun, encoding_bias, load_runs
@@ -62,6 +65,7 @@ class Cache:
                     try:
                         row = json.loads(line)
                         if row.get("scorer") == SCORER_VERSION:  # older scorers meant other numbers
+                            row["run_path"] = os.path.abspath(row["run_path"])
                             self.rows[row_key(row)] = row
                     except (ValueError, KeyError, AttributeError):
                         pass  # a line cut off by an interrupted write
@@ -71,8 +75,8 @@ class Cache:
 
     def add(self, row: dict):
         self.rows[row_key(row)] = row
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        with open(self.path, "a") as f:  # paths relative to the working folder, as in results.json
+            f.write(json.dumps({**row, "run_path": os.path.relpath(row["run_path"])}) + "\n")
 
 
 def check_writable(output_dir: str):
@@ -145,7 +149,7 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
 
     check_writable(output_dir)
     cache = Cache(output_dir)
-    rows, biases = [], {}
+    rows, biases, n_reused = [], {}, 0
     protocol_key = settings.protocol.key()
     earlier = kept_rows(report.read_results(output_dir), plan, protocol_key)
     for i, (run, L) in enumerate(plan, 1):
@@ -156,7 +160,8 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
             row = cache.get(row_key(_identity(run, L, protocol_key)))
         reused = row is not None
         if not reused:
-            row = {**score_length(run, w, settings), **_identity(run, L, protocol_key)}
+            row = {**score_length(run, w, settings), **_identity(run, L, protocol_key), **provenance.row_stamp()}
+        n_reused += reused
         row = {**row, "label": run.label, "run": run.workdir}
         rows.append(row)
         log(progress_line(i, len(plan), row, reused))
@@ -178,6 +183,8 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
             run.release()
     try:
         written = plots.write_plots(output_dir, earlier + rows, biases)
+        provenance.record(output_dir, rows_computed=len(rows) - n_reused, rows_reused=n_reused,
+                          rows_kept=len(earlier), runs=sorted({os.path.relpath(r.path) for r, _ in plan}))  # fmt: skip
     except OSError as e:
         raise EvalError(f"could not write plots to {output_dir}: {e.strerror or e}.") from None
     log(f"Wrote {', '.join(['results.csv', 'results.json', 'results.md', *written])} to {output_dir}")

@@ -34,6 +34,8 @@ COLUMNS = CONTRACT + (
     "data",
     "tokenizer",
     "run_path",
+    "code",  # the code that computed the row: commit (and -dirty), fire.provenance
+    "machine",  # where it was computed
     "note",
 )
 

@@ -75,16 +75,22 @@ class TrainedRun:
         )  # fmt: skip
 
 
-def load_run(workdir: str, block_size: int = 0, encoding_options: Optional[Mapping] = None) -> TrainedRun:
+def load_run(
+    workdir: str, block_size: int = 0, encoding_options: Optional[Mapping] = None, pe: Optional[str] = None
+) -> TrainedRun:
     """The run in ``workdir``.
 
     ``encoding_options`` evaluates it with encoding options changed (e.g. FIRE's
-    ``normalizer_cap``, a RoPE scale): an evaluation-time variant, labelled with them. Options
-    that would change the parameters are refused.
+    ``normalizer_cap``, a RoPE scale), and ``pe`` with another encoding of the same parameters
+    (``rope_pi`` or ``yarn`` on a ``rope`` run, which trains bit-identically: the interpolations
+    take their scale from the evaluation length): an evaluation-time variant, labelled with
+    them. The new encoding keeps the trained options it shares. Changes that would add or
+    remove parameters are refused.
 
     Raises:
-      EvalError: not a training run, or options that change the parameters.
-      UnknownEncodingError: an option the encoding does not have.
+      EvalError: not a training run, or a variant that changes the parameters.
+      UnknownEncodingError: an encoding or option that does not exist.
+      WorkdirError: a ``config.json`` that cannot be read.
     """
     paths = Workdir(workdir)
     if not paths.is_run():
@@ -94,16 +100,24 @@ def load_run(workdir: str, block_size: int = 0, encoding_options: Optional[Mappi
     tokenizer = fire_data.get_tokenizer(config.data)
     trained = ModelConfig.from_run_config(config, tokenizer.vocab_size)
     model_cfg = trained
-    variant = ""
+    changes = {}
+    if pe and pe != config.pe:
+        kept = {k: v for k, v in config.encoding.items() if k in default_options(pe)}
+        config.pe, config.encoding = pe, ml_collections.ConfigDict({**default_options(pe), **kept})
+        changes["pe"] = pe
     if encoding_options:
         options = dict(encoding_options)
         resolved_options(config.pe, options)  # unknown options fail here
         config.encoding.update(options)  # the variant's config: part of the sweep's reuse key
+        changes.update(options)
+    variant = ""
+    if changes:
         model_cfg = ModelConfig.from_run_config(config, tokenizer.vocab_size)
         if _param_shapes(model_cfg) != _param_shapes(trained):
-            raise EvalError(f"{workdir}: encoding options {options} change the model's parameters; an evaluation-time "
-                            f"variant may only change options that add or remove none.")  # fmt: skip
-        variant = " [" + ", ".join(f"{k}={v}" for k, v in options.items()) + "]"
+            what = ", ".join(f"{k}={v}" for k, v in changes.items())
+            raise EvalError(f"{workdir}: the variant {what} changes the model's parameters; an evaluation-time "
+                            f"variant may only change what adds or removes none.")  # fmt: skip
+        variant = " [" + ", ".join(f"{k}={v}" for k, v in changes.items()) + "]"
     if block_size:
         model_cfg = dataclasses.replace(model_cfg, block_size=block_size)
     return TrainedRun(

@@ -23,12 +23,11 @@ from matplotlib.figure import Figure
 from fire.evaluation import report
 from fire.evaluation.plots import line_style
 from fire.utils import format_duration
-from fire.workdir import Workdir
 
 # A seed's row has its run and seed; an aggregate's ``loss``, ``ppl`` and ``bits_per_byte`` are
 # means over its ``n`` seeds, with ``loss_std``.
 COLUMNS = ("stat", "row", "size", "train_len", "eval_len", "seed", "n", "loss", "loss_std", "ppl", "bits_per_byte",
-           "n_tokens", "protocol", "run")  # fmt: skip
+           "n_tokens", "protocol", "run", "code", "machine")  # fmt: skip
 
 
 def seed_rows(rows: list, row_of: dict) -> list:
@@ -38,7 +37,8 @@ def seed_rows(rows: list, row_of: dict) -> list:
         row, spec = row_of[r["label"]]
         out.append(dict(stat="seed", row=row, size=spec.size, train_len=spec.train_len, eval_len=r["eval_len"],
                         seed=spec.seed, loss=r["loss"], ppl=r["ppl"], bits_per_byte=r["bits_per_byte"],
-                        n_tokens=r["n_tokens"], protocol=r["protocol"], run=r["run"]))  # fmt: skip
+                        n_tokens=r["n_tokens"], protocol=r["protocol"], run=r["run"], code=r.get("code"),
+                        machine=r.get("machine")))  # fmt: skip
     return out
 
 
@@ -80,34 +80,22 @@ def _cell(a: dict) -> str:
     return f"{a['loss']:.3f}{spread} ({a['n']})"
 
 
-def training_seconds(workdir: str) -> float:
-    """Wall time between a run's first and last logged step (``metrics.jsonl``; resumed runs
-    count their pauses too, so this is an upper bound; startup and compile are not in it)."""
-    times = []
-    try:
-        with open(Workdir(workdir).metrics) as f:
-            for line in f:
-                try:
-                    times.append(json.loads(line)["time"])
-                except (ValueError, KeyError):
-                    pass
-    except OSError:
-        return 0.0
-    return max(times) - min(times) if times else 0.0
+def cost_line(rows: list, cost: dict) -> str:
+    """The sweep's measured cost: training from the runs' copied metrics
+    (``fire.sweeps.results.training_cost``), evaluation from the rows' own timings."""
+    eval_s = sum((r.get("time_s") or 0) + (r.get("compile_s") or 0) for r in rows)
+    covered = "" if cost["runs_measured"] == cost["runs"] else f" (the {cost['runs_measured']} with copied logs)"
+    return (f"Measured cost: {cost['runs']} runs trained in {format_duration(cost['train_s'])}{covered} (sum of each "
+            f"run's first to last logged step), evaluated in {format_duration(eval_s)} (sum over lengths, compile "
+            f"included, rows reused from earlier evaluations count their first time).")  # fmt: skip
 
 
-def markdown(rows: list, table: list, sweep_name: str, row_of: dict) -> str:
+def markdown(rows: list, table: list, sweep_name: str, row_of: dict, cost: dict) -> str:
     """One table per (size, training length); the best mean of each column in bold; the
     measured cost of the sweep."""
-    runs = {spec.workdir: spec for _, spec in row_of.values()}
-    train_s = sum(training_seconds(w) for w in runs)
-    eval_s = sum((r.get("time_s") or 0) + (r.get("compile_s") or 0) for r in rows)
     lines = [f"# Sweep {sweep_name}: log-perplexity by evaluation length", "",
              "Cells: mean ± sample standard deviation over seeds (n seeds) of the log-perplexity in nats "
-             "per token; the best mean of each column is bold.", "",
-             f"Measured cost: {len(runs)} runs trained in {format_duration(train_s)} (sum of each run's first to "
-             f"last logged step), evaluated in {format_duration(eval_s)} (sum over lengths, compile included, "
-             f"rows reused from earlier evaluations count their first time).", ""]  # fmt: skip
+             "per token; the best mean of each column is bold.", "", cost_line(rows, cost), ""]  # fmt: skip
     for size, train_len in dict.fromkeys((a["size"], a["train_len"]) for a in table):
         group = [a for a in table if (a["size"], a["train_len"]) == (size, train_len)]
         lengths = sorted({a["eval_len"] for a in group})
@@ -157,11 +145,11 @@ def length_curve(table: list) -> Figure:
     return fig
 
 
-def write(output_dir: str, rows: list, row_of: dict, table: list, sweep_name: str) -> list:
+def write(output_dir: str, rows: list, row_of: dict, table: list, sweep_name: str, cost: dict) -> list:
     """Writes the sweep's results files; returns their names."""
     per_seed = seed_rows(rows, row_of)
     files = {
-        "results.md": markdown(rows, table, sweep_name, row_of),
+        "results.md": markdown(rows, table, sweep_name, row_of, cost),
         "results.csv": _csv(per_seed + table, COLUMNS),
         "results.json": json.dumps(
             {"runs": [report.finite(r) for r in per_seed], "aggregates": [report.finite(a) for a in table]}, indent=1

@@ -1,13 +1,14 @@
-"""Running a sweep: train every run (or one worker's share), then evaluate and aggregate.
+"""Training a sweep's runs (all of them, or one worker's share), one ``train.py`` process each.
 
-Each run trains in its own ``train.py`` process, the command :meth:`RunSpec.command` prints,
-with its output in the workdir's log; a run that fails is reported with that log and the
-sweep goes on. Runs are resumable as ``train.py`` is: a finished run is skipped, an
-interrupted one continues from its checkpoint. A cluster can run the same commands instead
-(``--print_commands``), or N machines can each take ``--shard=I/N`` with no coordination.
+Each run trains in its own process, the command :meth:`RunSpec.command` prints, with its
+output in the workdir's ``train.log``; while it trains, the sweep prints its progress (step,
+tokens/s, the run's and the sweep's ETA) from the run's ``metrics.jsonl``. Runs are resumable
+as ``train.py`` is: a finished run is skipped, an interrupted one continues from its
+checkpoint. A run that another worker holds or has finished is reported as such, not as a
+failure. A cluster can run the same commands instead (``--print_commands``), or N machines can
+each take ``--shard=I/N`` (or a job array's index) with no coordination.
 """
 
-import dataclasses
 import json
 import os
 import signal
@@ -18,49 +19,14 @@ import time
 from typing import Callable, Optional
 
 from fire.checkpoint import latest_step
-from fire.data import Protocol
-from fire.evaluation import Settings
-from fire.evaluation.length_sweep import evaluate
-from fire.evaluation.runs import EvalError, check_runs, load_run
-from fire.model import ModelConfig, abstract_params, count_params, train_flops_per_token
-from fire.sweeps import aggregate
-from fire.sweeps.spec import RunSpec, SweepError, eval_settings, named_pairs, run_config
-from fire.training.trainer import build, compile_step
-from fire.utils import format_bytes, format_count, format_duration
-from fire.workdir import Workdir
+from fire.cli import EXIT_PREEMPTED
+from fire.errors import Preempted
+from fire.sweeps.plan import estimate
+from fire.sweeps.spec import RunSpec, run_config
+from fire.utils import format_duration
+from fire.workdir import Workdir, lock_holder
 
-MARKER = "sweep.json"  # in the results folder: which sweep it belongs to
-BYTES_VOCAB = 259  # fire.data's byte tokenizer: 256 bytes, PAD, BOS, EOS
-
-
-@dataclasses.dataclass(frozen=True)
-class Cost:
-    """What a run will cost: parameters, tokens seen and training FLOPs (PaLM's count)."""
-
-    n_params: int
-    tokens: int
-    flops: float
-
-
-def estimate(spec: RunSpec) -> Cost:
-    """The run's cost from its config alone (no data, no compile). The vocabulary is the
-    byte tokenizer's, or the configured SentencePiece size."""
-    config = run_config(spec)
-    vocab_size = config.data.spm_vocab_size if config.data.tokenizer == "sentencepiece" else BYTES_VOCAB
-    cfg = ModelConfig.from_run_config(config, vocab_size)
-    tokens = config.num_steps * config.batch_size * config.train_len
-    return Cost(count_params(abstract_params(cfg)), tokens, train_flops_per_token(cfg, config.train_len) * tokens)
-
-
-def compiled_memory(spec: RunSpec) -> dict:
-    """The train step compiled for the run's shapes on this process's devices (its mesh
-    from the config): XLA's plan per device in bytes, nothing allocated, no data read."""
-    config = run_config(spec)
-    vocab_size = config.data.spm_vocab_size if config.data.tokenizer == "sentencepiece" else BYTES_VOCAB
-    setup = build(config, vocab_size=vocab_size)
-    m = compile_step(setup).memory_analysis()
-    return dict(mesh=dict(setup.mesh.shape), arguments=m.argument_size_in_bytes, outputs=m.output_size_in_bytes,
-                temporaries=m.temp_size_in_bytes)  # fmt: skip
+PROGRESS_EVERY_S = 30.0  # at most one progress line per run this often
 
 
 def status(spec: RunSpec) -> str:
@@ -74,39 +40,128 @@ def status(spec: RunSpec) -> str:
 
 
 def train_runs(specs: list, log: Callable = print, python: str = sys.executable) -> dict:
-    """Trains every run not yet done, one after another; ``{name: 'done' | 'failed'}``.
+    """Trains every run not yet done, one after another; ``{name: outcome}`` with outcome
+    ``done``, ``failed``, ``busy`` (another process holds its workdir) or ``done elsewhere``
+    (another worker finished it meanwhile).
 
     A failed run (non-zero exit) is reported with its log file and the others go on.
+
+    Raises:
+      fire.errors.Preempted: a SIGTERM reached the sweep (passed on to the run in training,
+        which saved a checkpoint), or the run exited as preempted (code 143).
     """
-    outcome, durations = {}, []
+    outcome = {}
     todo = [s for s in specs if status(s) != "done"]
     log(f"{len(specs)} run(s): {len(specs) - len(todo)} done, {len(todo)} to train.")
     for s in specs:
         if s not in todo:
             outcome[s.name] = "done"
+    clock = SweepClock(todo)
     for k, spec in enumerate(todo, 1):
-        eta = format_duration(sum(durations) / len(durations) * (len(todo) - k + 1)) if durations else "?"
-        log(f"[{k}/{len(todo)}] training {spec.name} ({status(spec)}) | ETA {eta}")
+        head = f"[{k}/{len(todo)}] {spec.name}"
+        log(f"{head}: training ({status(spec)}) | sweep ETA {clock.eta(spec, None)}")
         paths = Workdir(spec.workdir)
         os.makedirs(paths.path, exist_ok=True)
         t0 = time.perf_counter()
+        watch = ProgressWatch(spec, head, clock, log)
         with open(paths.log, "a") as out:
-            code, terminated = _train_child(spec.command(python), out)
-        if terminated:
-            log(f"[{k}/{len(todo)}] SIGTERM: passed on to {spec.name}, which saved a checkpoint (exit {code}); "
-                "the sweep stops here. Run the same command to resume.")  # fmt: skip
-            sys.exit(128 + signal.SIGTERM)
-        durations.append(time.perf_counter() - t0)
-        outcome[spec.name] = "done" if code == 0 and status(spec) == "done" else "failed"
-        if outcome[spec.name] == "failed":
-            log(f"[{k}/{len(todo)}] FAILED {spec.name} (exit {code}); see {paths.log}")
-        else:
-            log(f"[{k}/{len(todo)}] done {spec.name} in {format_duration(durations[-1])}")
+            code, terminated = _train_child(spec.command(python), out, on_wait=watch.poll)
+        if terminated or code == EXIT_PREEMPTED:
+            how = "SIGTERM: passed on to the run, which" if terminated else "the run was preempted and"
+            step = latest_step(spec.workdir)
+            saved = "had no checkpoint yet" if step is None else f"saved step {step}"
+            raise Preempted(f"{head}: {how} {saved} (exit {code}); the sweep stops here. Run the same command "
+                            f"to resume.", step)  # fmt: skip
+        clock.finished(spec, time.perf_counter() - t0)
+        outcome[spec.name] = _outcome(spec, code)
+        message = {
+            "done": f"done in {format_duration(time.perf_counter() - t0)}",
+            "done elsewhere": "finished by another worker meanwhile",
+            "busy": f"in training by another process ({lock_holder(spec.workdir)}); left to it",
+            "failed": f"FAILED (exit {code}); see {paths.log}",
+        }[outcome[spec.name]]
+        log(f"{head}: {message}")
     return outcome
 
 
-def _train_child(command: list, out) -> tuple:
-    """Runs one training process to its end: ``(exit code, whether a SIGTERM came)``.
+def _outcome(spec: RunSpec, code: int) -> str:
+    """What a run's exit code means once its workdir is looked at: another worker may have
+    finished it, or hold it (train.py refuses a workdir in use)."""
+    if status(spec) == "done":
+        return "done" if code == 0 else "done elsewhere"
+    if code != 0 and lock_holder(spec.workdir) is not None:
+        return "busy"
+    return "failed"
+
+
+class SweepClock:
+    """The sweep's ETA: the run in training's own rate, and each remaining run's FLOPs at the
+    rate (FLOP/s) the sweep has measured so far (finished runs, else the run in training)."""
+
+    def __init__(self, todo: list):
+        self.flops = {s.name: estimate(s).flops for s in todo}
+        self.remaining = [s.name for s in todo]
+        self.done_flops = self.done_s = 0.0
+
+    def finished(self, spec: RunSpec, seconds: float) -> None:
+        self.remaining.remove(spec.name)
+        self.done_flops, self.done_s = self.done_flops + self.flops[spec.name], self.done_s + seconds
+
+    def eta(self, current: RunSpec, current_eta_s: Optional[float], current_rate: Optional[float] = None) -> str:
+        """``'1h12m'``, or ``'?'`` before any rate is known."""
+        rate = self.done_flops / self.done_s if self.done_s > 0 else current_rate
+        if not rate:
+            return "?"
+        later = sum(self.flops[name] for name in self.remaining if name != current.name) / rate
+        now = current_eta_s if current_eta_s is not None else self.flops[current.name] / rate
+        return format_duration(now + later)
+
+
+class ProgressWatch:
+    """Prints a training run's progress from its ``metrics.jsonl`` while the sweep waits for it:
+    ``[3/32] rope/tiny_L128_s1: step 400/1000 | 7.4k tok/s | run ETA 1m21s | sweep ETA 2h13m``."""
+
+    def __init__(self, spec: RunSpec, head: str, clock: SweepClock, log: Callable):
+        self.spec, self.head, self.clock, self.log = spec, head, clock, log
+        self.metrics = Workdir(spec.workdir).metrics
+        self.num_steps = run_config(spec).num_steps
+        self.flops_per_step = clock.flops[spec.name] / self.num_steps
+        self.last_step, self.last_time = None, time.monotonic()
+
+    def poll(self) -> None:
+        if time.monotonic() - self.last_time < PROGRESS_EVERY_S:
+            return
+        record = _last_progress(self.metrics)
+        if record is None or record["step"] == self.last_step:
+            return
+        self.last_step, self.last_time = record["step"], time.monotonic()
+        run_eta = (self.num_steps - record["step"]) / record["steps_per_s"]
+        sweep_eta = self.clock.eta(self.spec, run_eta, record["steps_per_s"] * self.flops_per_step)
+        self.log(f"{self.head}: step {record['step']}/{self.num_steps} | {record['tokens_per_s'] / 1e3:.1f}k tok/s | "
+                 f"run ETA {format_duration(run_eta)} | sweep ETA {sweep_eta}")  # fmt: skip
+
+
+def _last_progress(path: str) -> Optional[dict]:
+    """The last record of ``metrics.jsonl`` with a throughput (its step, steps/s, tokens/s)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 16384))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("steps_per_s") and "step" in record:
+            return record
+    return None
+
+
+def _train_child(command: list, out, on_wait: Callable = lambda: None, poll_s: float = 1.0) -> tuple:
+    """Runs one training process to its end: ``(exit code, whether a SIGTERM came)``,
+    calling ``on_wait()`` every ``poll_s`` seconds meanwhile.
 
     A SIGTERM to the sweep (a scheduler's preemption notice) is passed on to the child, which
     saves a checkpoint and exits; Ctrl-C reaches both already (one process group).
@@ -121,82 +176,20 @@ def _train_child(command: list, out) -> tuple:
     in_main_thread = threading.current_thread() is threading.main_thread()  # where handlers can be set
     previous = signal.signal(signal.SIGTERM, pass_on) if in_main_thread else None
     try:
-        code = child.wait()
+        while True:
+            try:
+                code = child.wait(timeout=poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                on_wait()
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
     return code, bool(received)
 
 
-def check_output_dir(output_dir: str, sweep_name: str) -> None:
-    """The results folder belongs to one sweep: refuse another's, claim a new one."""
-    marker = os.path.join(output_dir, MARKER)
-    if os.path.exists(marker):
-        with open(marker) as f:
-            owner = json.load(f).get("sweep")
-        if owner != sweep_name:
-            raise SweepError(f"{output_dir} holds the results of sweep {owner!r}, not {sweep_name!r}: "
-                             f"choose another output_dir.")  # fmt: skip
-        return
-    os.makedirs(output_dir, exist_ok=True)
-    with open(marker, "w") as f:
-        json.dump({"sweep": sweep_name}, f)
-
-
-def evaluate_runs(sweep, specs: list, log: Callable = print) -> list:
-    """Length-sweeps every finished run (and the evaluation-time variants), then aggregates
-    over seeds into the sweep's output folder. Returns the aggregate rows."""
-    settings_ = eval_settings(sweep)
-    settings = Settings(Protocol(settings_["protocol"], settings_["eval_tokens"], settings_["stride"]))
-    done = [s for s in specs if status(s) == "done"]
-    if not done:
-        log("No finished run to evaluate.")
-        return []
-    variants = {"": (None, None)}
-    for name, v in named_pairs(sweep.get("eval_variants")):
-        variants[name] = (set(v.get("rows") or [s.row for s in specs]), dict(v["encoding"]))
-    plan, row_of = [], {}
-    for name, (rows, options) in variants.items():
-        for spec in done:
-            if rows is not None and spec.row not in rows:
-                continue
-            # "train_len" stands for the run's training length.
-            run_options = {k: spec.train_len if v == "train_len" else v for k, v in (options or {}).items()}
-            try:
-                run = load_run(spec.workdir, encoding_options=run_options or None)
-            except EvalError as e:
-                raise SweepError(f"eval variant {name!r}: {e}") from None
-            row = f"{spec.row} [{name}]" if name else spec.row
-            run.label = f"{row} {os.path.basename(spec.workdir)}"
-            row_of[run.label] = (row, spec)
-            plan += [(run, L) for L in settings_["lengths"] or [spec.train_len * k for k in settings_["factors"]]]
-    check_runs(list({id(r): r for r, _ in plan}.values()))
-    per_run_dir = os.path.join(sweep.output_dir, "per_run")
-    rows = evaluate(plan, settings, per_run_dir, log=log)
-    table = aggregate.aggregate(rows, row_of)
-    written = aggregate.write(sweep.output_dir, rows, row_of, table, sweep.name)
-    log(f"Wrote {', '.join(written)} to {sweep.output_dir}")
-    return table
-
-
-def dry_run(specs: list, log: Callable = print, memory: bool = False) -> None:
-    """Lists the runs with their status and cost; with ``memory``, also the train step's
-    compiled memory per device for the mesh the devices form."""
-    tokens = flops = 0
-    for k, spec in enumerate(specs, 1):
-        cost = estimate(spec)
-        tokens, flops = tokens + cost.tokens, flops + cost.flops
-        line = (f"[{k}/{len(specs)}] {spec.name} | {status(spec)} | {format_count(cost.n_params)} params | "
-                f"{format_count(cost.tokens)} tokens | {cost.flops:.2e} FLOP")  # fmt: skip
-        if memory:
-            m = compiled_memory(spec)
-            line += (f" | mesh {m['mesh']}: per device {format_bytes(m['arguments'])} arguments, "
-                     f"{format_bytes(m['temporaries'])} temporaries")  # fmt: skip
-        log(line)
-    log(f"total: {len(specs)} runs, {format_count(tokens)} tokens, {flops:.2e} FLOP")
-
-
 def summary(outcome: dict, specs: list) -> Optional[str]:
+    """The failed runs with their logs, for stderr; None if none failed."""
     failed = [s for s in specs if outcome.get(s.name) == "failed"]
     if not failed:
         return None

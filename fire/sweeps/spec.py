@@ -17,8 +17,11 @@ A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
 * ``overrides``: ``--config.`` values for every run (nested dicts);
 * ``eval``: the length sweep: ``factors`` of the training length (or fixed ``lengths``),
   ``protocol``, ``eval_tokens``, ``stride``;
-* ``eval_variants``: optional evaluation-time rows, ``[(name, dict(rows=[...], encoding={...}))]``
-  (or a dict): re-scores the runs of those rows with encoding options that change no parameter;
+* ``eval_variants``: optional evaluation-time rows, ``[(name, dict(rows=[...], encoding={...},
+  pe=...))]`` (or a dict): re-scores the runs of those rows with encoding options, or as another
+  encoding of the same parameters (``pe``: ``rope_pi`` on ``rope``'s runs), that change no
+  parameter; a ``pe`` variant is the row ``name``, an options one ``ROW [name]``
+  (``fire.sweeps.results.table_rows``);
 * ``runs_dir`` and ``output_dir``.
 
 Values may be the string ``"train_len"``, replaced by the run's training length (e.g. a FIRE
@@ -30,6 +33,7 @@ share a recipe and a ``runs_dir`` share their runs.
 """
 
 import dataclasses
+import fnmatch
 import importlib.util
 import itertools
 import os
@@ -252,24 +256,95 @@ def run_config(spec: RunSpec) -> ml_collections.ConfigDict:
 
 
 def parse_shard(shard: Optional[str], environ=os.environ) -> tuple:
-    """``'I/N'`` (or a scheduler's job-array variables) -> ``(I, N)``; ``(0, 1)`` for all runs.
+    """``'I/N'``, or a scheduler's job-array variables, -> ``(I, N)``, 0-based; ``(0, 1)``: all runs.
 
-    SLURM's ``SLURM_ARRAY_TASK_ID`` with ``SLURM_ARRAY_TASK_COUNT`` is read when no shard is
-    given. Raises SweepError if the index is not in ``[0, N)``.
+    ``I`` counts from 0 (worker ``I`` of ``N`` takes runs ``I, I + N, ...``). Without
+    ``shard``, SLURM's job-array variables give it whatever the array's base and step
+    (:func:`slurm_shard`), so ``--array=0-7``, ``--array=1-8`` and ``--array=0-14:2`` each
+    cover every run once.
+
+    Raises:
+      SweepError: not ``I/N``, or ``I`` outside ``[0, N)``.
     """
-    if not shard and "SLURM_ARRAY_TASK_ID" in environ and "SLURM_ARRAY_TASK_COUNT" in environ:
-        shard = f"{environ['SLURM_ARRAY_TASK_ID']}/{environ['SLURM_ARRAY_TASK_COUNT']}"
     if not shard:
-        return 0, 1
+        return slurm_shard(environ) if "SLURM_ARRAY_TASK_ID" in environ else (0, 1)
     try:
         index, count = (int(x) for x in shard.split("/"))
     except ValueError:
-        raise SweepError(f"--shard must be I/N (e.g. 0/4), got {shard!r}.") from None
+        raise SweepError(f"--shard must be I/N with I counted from 0 (e.g. 0/4 ... 3/4), got {shard!r}.") from None
     if count < 1 or not 0 <= index < count:
-        raise SweepError(f"--shard={shard}: the index must be in [0, {count}) with N >= 1.")
+        raise SweepError(
+            f"--shard={shard}: I counts from 0, so it must be in [0, {count}) with N >= 1 (the last of {count} "
+            f"workers is {max(count, 1) - 1}/{count}). Under a SLURM job array leave --shard out: SLURM_ARRAY_TASK_ID, "
+            f"_MIN, _STEP and _COUNT are read whatever the array's base."
+        )
+    return index, count
+
+
+SLURM_ARRAY = ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_MAX", "SLURM_ARRAY_TASK_STEP",
+               "SLURM_ARRAY_TASK_COUNT")  # fmt: skip
+
+
+def slurm_shard(environ) -> tuple:
+    """``(I, N)`` of a SLURM job-array task: the array's ids ``MIN, MIN + STEP, ..., MAX`` are
+    the shards ``0 .. N-1`` in order (``SLURM_ARRAY_TASK_MIN`` defaults to 0 and ``_STEP`` to
+    1 where unset; ``N`` is ``SLURM_ARRAY_TASK_COUNT``, else ``(MAX - MIN) / STEP + 1``).
+
+    Raises:
+      SweepError: a variable that is not an integer, or an array whose ids are not such a
+        progression (``--array=1,3,8``), naming the variables.
+    """
+    values = {}
+    for name in SLURM_ARRAY:
+        if environ.get(name, "") != "":
+            try:
+                values[name[len("SLURM_ARRAY_TASK_") :]] = int(environ[name])
+            except ValueError:
+                raise SweepError(f"{name}={environ[name]!r} is not an integer.") from None
+    task, low, step = values["ID"], values.get("MIN", 0), values.get("STEP", 1)
+    count = values.get("COUNT")
+    if count is None and "MAX" in values:
+        count = (values["MAX"] - low) // max(step, 1) + 1
+    seen = ", ".join(f"{n}={environ[n]}" for n in SLURM_ARRAY if environ.get(n, "") != "")
+    index, rest = divmod(task - low, step) if step >= 1 else (-1, 0)
+    consistent = "MAX" not in values or count is None or values["MAX"] == low + (count - 1) * step
+    if count is None or rest or not 0 <= index < count or not consistent:
+        raise SweepError(
+            f"the SLURM job array ({seen}) is not the progression MIN, MIN + STEP, ..., MAX of COUNT ids that shards "
+            f"need: submit it as --array=0-{(count or 8) - 1} (any base and step work), or pass --shard=I/N yourself."
+        )
     return index, count
 
 
 def shard_of(specs: list, index: int, count: int) -> list:
     """Worker ``index`` of ``count`` takes every ``count``-th run: the shards cover each run once."""
     return specs[index::count]
+
+
+def select(specs: list, only: Optional[str]) -> list:
+    """The runs that ``only`` names, in the sweep's order: comma-separated items, each a row
+    (``fire_no_log``: every run of the row), a row and a seed (``fire_no_log:1``), or a run
+    name or a glob of names (``fire/tiny_L512_*``). None or empty: every run.
+
+    Raises:
+      SweepError: an item that names no run (with the nearest rows).
+    """
+    if not only:
+        return list(specs)
+    chosen = set()
+    for item in filter(None, (x.strip() for x in only.split(","))):
+        row, sep, seed = item.partition(":")
+        if sep:
+            if not seed.isdigit():
+                raise SweepError(f"--only={item}: after ':' comes a seed (an integer), got {seed!r}.")
+            hits = [s.name for s in specs if s.row == row and s.seed == int(seed)]
+        else:
+            hits = [s.name for s in specs if s.row == item or fnmatch.fnmatchcase(s.name, item)]
+        if not hits:
+            rows = list(dict.fromkeys(s.row for s in specs))
+            raise SweepError(
+                f"--only={item} names no run of the sweep.{did_you_mean(row, rows)} Rows: {', '.join(rows)}; "
+                f"an item is ROW, ROW:SEED or a run name (glob), e.g. {specs[0].name}."
+            )
+        chosen.update(hits)
+    return [s for s in specs if s.name in chosen]
