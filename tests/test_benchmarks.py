@@ -184,6 +184,7 @@ def _peer(*args):
     return done.stdout
 
 
+@pytest.mark.slow
 @needs_peer
 def test_the_peer_side_times_its_step_and_prints_one_json_line():
     shape = ["--d_model=32", "--layers=1", "--heads=2", "--length=16", "--batch=2"]
