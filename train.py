@@ -23,7 +23,9 @@ flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for mu
 flags.DEFINE_integer("num_processes", None, "Number of processes in a multi-host run.")
 flags.DEFINE_integer("process_id", None, "This process's index in a multi-host run.")
 flags.DEFINE_bool("distributed", False, "Initialise jax.distributed with cluster auto-detection.")
-flags.DEFINE_bool("print_config", False, "Print every config key with its value and meaning, then exit.")
+flags.DEFINE_bool(
+    "print_config", False, "Print every config key with its value, meaning and accepted values, then exit."
+)
 flags.mark_flags_as_required(["config"])
 FLAGS = flags.FLAGS
 

@@ -12,7 +12,9 @@ Sweep axes after the colon (comma-separated ``key=value``; ``smoke`` alone is a 
              checks and CI (well under a minute on a CPU)
 Everything else: ``--config.a.b=value`` (e.g. ``--config.optimizer.lr=3e-4``,
 ``--config.encoding.log_transform=False``). The config is locked: a misspelled key fails
-with the nearest valid names. The fields and their defaults are in ``fire/config.py``.
+with the nearest valid names. Every key is declared once in ``fire/config.py`` (its default,
+meaning and accepted values; an encoding's options are its class's fields); ``train.py
+--config=configs/lm.py --print_config`` lists them.
 """
 
 from fire.config import AXES, apply_smoke, from_axes, parse_axes

@@ -1,29 +1,124 @@
 """The run config: one ml_collections ConfigDict that says everything about a training run.
 
-:func:`from_axes` builds it from the sweep axes (``pe``, ``size``, ``train_len``, ``data``
-and the bare flag ``smoke``), as ``configs/lm.py:pe=fire,size=small`` does on the command
-line; every other field is overridable as ``--config.a.b=value``. The encoding block holds
-the encoding's own options with their defaults (``fire.encodings.encoding_options``);
-defaults that depend on the run (FIRE's ``L0``, ``learned``'s ``max_len``) are 0 there and
-resolve to the final ``train_len`` however it was set.
+Every key is declared once, in the tables below (one per block, :class:`fire.keys.Key`: its
+default, its meaning and the values it accepts): :func:`from_axes` builds the config from
+their defaults for the sweep axes (``pe``, ``size``, ``train_len``, ``data`` and the bare flag
+``smoke``), as ``configs/lm.py:pe=fire,size=small`` does on the command line;
+:func:`explain` (``--print_config``) prints their meanings; :func:`check` checks a config
+against them. Every key is overridable as ``--config.a.b=value``.
+
+The ``encoding`` block holds the encoding's own options: its class's fields, their comments
+and types (``fire.encodings.option_keys``). Defaults that depend on the run (FIRE's ``L0``,
+``learned``'s ``max_len``) are 0 there and resolve to the final ``train_len`` however it was
+set.
 """
 
-import difflib
+import dataclasses
 import os
 import re
 
 import ml_collections
 
-from fire.data import default_config as data_config
-from fire.encodings import REGISTRY, encoding_options
+from fire import keys
+from fire.data.config import DATA
+from fire.encodings import REGISTRY, option_keys, resolved_options
 from fire.errors import ConfigError
-from fire.model import SIZES
+from fire.keys import Boolean, Choice, Integer, Key, Number, Text
+from fire.model import DTYPES, IMPLEMENTATIONS, SIZES
 from fire.utils import did_you_mean
 
 AXES = {"pe": "fire", "size": "tiny", "train_len": "512", "data": "shakespeare", "smoke": None}
 
 # Per-size optimisation defaults: (global batch in sequences, peak learning rate).
 OPTIMISATION = {"tiny": (16, 2e-3), "small": (8, 1e-3), "base": (256, 3e-4), "large": (256, 2e-4)}
+SCHEDULES = ("cosine", "linear", "constant")  # the decay after warmup (fire.training.optim)
+
+
+def axis(name: str):
+    """A default that is the sweep axis ``name``."""
+    return lambda axes: axes[name]
+
+
+def of_size(table: dict, index: int):
+    """A default read from ``table[size][index]`` for the size axis."""
+    return lambda axes: table[axes["size"]][index]
+
+
+MODEL = {
+    "num_layers": Key(of_size(SIZES, 0), "decoder blocks", Integer(1)),
+    "d_model": Key(of_size(SIZES, 1), "residual width", Integer(1)),
+    "num_heads": Key(of_size(SIZES, 2), "attention heads", Integer(1)),
+    "d_ff": Key(of_size(SIZES, 3), "MLP hidden width", Integer(1)),
+    "head_dim": Key(0, "width per head; 0: d_model / num_heads", Integer(0)),
+    "tie_embeddings": Key(False, "the output layer shares the input embedding table", Boolean()),
+    "dtype": Key("float32", "compute dtype; parameters stay float32", Choice(DTYPES)),
+    "attention": Key("dense", "attention path in training", Choice(IMPLEMENTATIONS)),
+    "block_size": Key(512, "blockwise attention tile in tokens", Integer(1)),
+    "vocab_multiple": Key(64, "vocabulary padded to a multiple of this; 0: no padding", Integer(0)),
+}
+
+# Randomized positions (Ruoss et al. 2023; fire/training/positions.py): each training
+# window's position ids are a sorted random sample of train_len ids from [0, max_position)
+# instead of 0..train_len-1. Evaluation is unaffected.
+TRAIN_POSITIONS = {
+    "randomize": Key(False, "randomized training positions (Ruoss et al. 2023)", Boolean()),
+    "max_position": Key(0, "exclusive upper bound of the randomized ids; 0: 16 x train_len", Integer(0)),
+}
+
+OPTIMIZER = {
+    "lr": Key(of_size(OPTIMISATION, 1), "peak learning rate (AdamW)", Number(0, open_low=True)),
+    "warmup_steps": Key(100, "steps of linear warmup from 0", Integer(0)),
+    "schedule": Key("cosine", "the decay after warmup", Choice(SCHEDULES)),
+    "min_lr_ratio": Key(0.1, "the final learning rate as a fraction of the peak", Number(0, 1)),
+    "decay_steps": Key(0, "the step where the schedule reaches its final rate, held after; 0: num_steps", Integer(0)),
+    "b1": Key(0.9, "AdamW beta1", Number(0, 1, open_high=True)),
+    "b2": Key(0.95, "AdamW beta2", Number(0, 1, open_high=True)),
+    "eps": Key(1e-8, "AdamW epsilon", Number(0, open_low=True)),
+    "weight_decay": Key(0.1, "decoupled weight decay, of weight matrices only (not encodings)", Number(0)),
+    "clip_norm": Key(1.0, "global gradient-norm clip", Number(0, open_low=True)),
+}
+
+# Device mesh: axis sizes, -1 fills with what is left. Parameters are sharded by the
+# logical-axis rules in fire/training/sharding.py.
+MESH = {
+    "data": Key(-1, "data-parallel devices; -1: fill with what is left", Integer(1, special=-1)),
+    "fsdp": Key(1, "devices sharding parameters and optimizer state along embed", Integer(1, special=-1)),
+    "tensor": Key(1, "devices splitting heads, MLP and vocabulary", Integer(1, special=-1)),
+}
+
+RUN = {
+    "name": Key(
+        "", "the run's label in tables and figures; '': the encoding and what differs from its defaults", Text()
+    ),
+    "seed": Key(0, "model initialisation, and the data order unless data_seed is set", Integer(0)),
+    "data_seed": Key(-1, "the training stream's order and randomized positions; -1: the same as seed", Integer(-1)),
+    "pe": Key(axis("pe"), "position encoding, an axis: configs/lm.py:pe=NAME", Choice(REGISTRY)),
+    "size": Key(axis("size"), "the model size the model block was filled from, an axis", Choice(SIZES)),
+    "train_len": Key(axis("train_len"), "training window in tokens, an axis", Integer(2)),
+    "model": MODEL,
+    "encoding": {},  # the encoding's options: see declarations()
+    "data": {**DATA, "name": dataclasses.replace(DATA["name"], default=axis("data"))},
+    "batch_size": Key(of_size(OPTIMISATION, 0), "global batch in sequences of train_len tokens", Integer(1)),
+    "grad_accum_steps": Key(1, "micro-batches per step; batch_size must divide by it", Integer(1)),
+    "train_positions": TRAIN_POSITIONS,
+    "num_steps": Key(2000, "training steps: where the run stops", Integer(1)),
+    "optimizer": OPTIMIZER,
+    "log_every": Key(20, "steps between progress lines and metrics", Integer(1)),
+    "eval_every": Key(500, "steps between validations at train_len; 0: only at the end", Integer(0)),
+    "eval_tokens": Key(32768, "tokens scored per validation", Integer(1)),
+    "checkpoint_every": Key(500, "steps between checkpoints", Integer(1)),
+    "keep_checkpoints": Key(2, "checkpoints kept, the newest; one more while training", Integer(1)),
+    "init_from": Key("", "a workdir to take weights from (weights only) when starting fresh", Text()),
+    "mesh": MESH,
+    # 450e9: a 2-core CPU's practical float32 matmul peak.
+    "peak_flops": Key(450e9, "per-device peak FLOP/s, for MFU", Number(0, open_low=True)),
+}
+
+
+def declarations(pe: str) -> dict:
+    """The run config's tables for the encoding ``pe``: :data:`RUN` with the encoding's
+    options as its ``encoding`` block. Raises UnknownEncodingError for an unknown ``pe``."""
+    return {**RUN, "encoding": option_keys(pe)}
 
 
 def parse_axes(arg: str) -> dict:
@@ -65,77 +160,30 @@ def parse_axes(arg: str) -> dict:
     return axes
 
 
-def check(config) -> None:
-    """The config's own axes, however they were set (``--config.train_len=-5`` bypasses
-    :func:`parse_axes`): an encoding and size that exist, a training length of at least 2.
-
-    Raises:
-      ConfigError: naming the field and what it accepts.
-    """
-    if config.pe not in REGISTRY:
-        raise ConfigError(
-            f"Unknown position encoding pe={config.pe}.{did_you_mean(str(config.pe), REGISTRY)} "
-            f"Valid: {', '.join(REGISTRY)}."
-        )
-    if config.size not in SIZES:
-        raise ConfigError(f"Unknown model size size={config.size}; valid: {', '.join(SIZES)}.")
-    if not isinstance(config.train_len, int) or config.train_len < 2:
-        raise ConfigError(f"train_len must be an integer of at least 2, got {config.train_len!r}.")
-
-
 def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
-    """The run config for the sweep axes in ``arg`` (see :func:`parse_axes`)."""
+    """The run config for the sweep axes in ``arg`` (see :func:`parse_axes`): every key's
+    declared default, then ``smoke``'s values if asked."""
     axes = parse_axes(arg)
-    pe, size, train_len = axes["pe"], axes["size"], axes["train_len"]
-    num_layers, d_model, num_heads, d_ff = SIZES[size]
-    batch, lr = OPTIMISATION[size]
-
-    c = ml_collections.ConfigDict()
-    c.name = ""  # the run's label in tables and figures; '': the encoding and what differs from its defaults
-    c.seed = 0  # model initialisation (and the data order unless data_seed is set)
-    c.data_seed = -1  # the training stream's order and randomized positions; -1: the same as seed
-    c.pe = pe
-    c.size = size
-    c.train_len = train_len
-    c.model = dict(
-        num_layers=num_layers, d_model=d_model, num_heads=num_heads, d_ff=d_ff, head_dim=0, tie_embeddings=False,
-        dtype="float32", attention="dense", block_size=512,
-        vocab_multiple=64,  # vocab padded to a multiple of this (0: no padding)
-    )  # fmt: skip
-    c.encoding = encoding_options(pe)
-    c.data = data_config()
-    c.data.name = axes["data"]
-
-    c.batch_size = batch  # global, in sequences of train_len tokens
-    c.grad_accum_steps = 1  # micro-batches per step; batch_size must divide by it
-    # Randomized positions (Ruoss et al. 2023; fire/training/positions.py): each training
-    # window's position ids are a sorted random sample of train_len ids from [0, max_position)
-    # instead of 0..train_len-1. max_position 0: 16 x train_len. Evaluation is unaffected.
-    c.train_positions = dict(randomize=False, max_position=0)
-    c.num_steps = 2000
-    c.optimizer = dict(
-        lr=lr, warmup_steps=100, schedule="cosine", min_lr_ratio=0.1,
-        decay_steps=0,  # where the schedule reaches its final rate, held after; 0: num_steps
-        b1=0.9, b2=0.95, eps=1e-8, weight_decay=0.1, clip_norm=1.0,
-    )  # fmt: skip
-
-    c.log_every = 20
-    c.eval_every = 500  # validation loss at train_len; 0: only at the end
-    c.eval_tokens = 32768  # tokens scored per validation
-    c.checkpoint_every = 500
-    c.keep_checkpoints = 2
-    c.init_from = ""  # a workdir to take weights from (weights only) when starting fresh
-
-    # Device mesh: axis sizes, -1 fills with what is left. Parameters are sharded by the
-    # logical-axis rules in fire/training/sharding.py.
-    c.mesh = dict(data=-1, fsdp=1, tensor=1)
-    c.peak_flops = 450e9  # per device, for MFU (a 2-core CPU's practical fp32 matmul peak)
-
+    c = ml_collections.ConfigDict(keys.defaults(declarations(axes["pe"]), axes))
     if axes["smoke"]:
         apply_smoke(c)
     if lock:
         c.lock()
     return c
+
+
+def check(config) -> None:
+    """Every value of a run config against its key's declaration, however it was set
+    (``--config.train_len=-5`` bypasses :func:`parse_axes`), in the tables' order. The
+    encoding block may hold only its encoding's options.
+
+    Raises:
+      ConfigError: the first value its key does not accept, naming the key, what it
+        accepts and what the key means.
+      UnknownEncodingError: an unknown ``pe`` or encoding option.
+    """
+    resolved_options(config.pe, config.encoding)
+    keys.check(config, declarations(config.pe))
 
 
 def data_seed(config) -> int:
@@ -169,78 +217,20 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
     c.checkpoint_every = 10
 
 
-# What each key means, for `train.py --print_config` (encoding options: their class's field comments).
-HELP = {
-    "name": "the run's label in tables and figures; '': the encoding and what differs from its defaults",
-    "seed": "model initialisation (and the data order unless data_seed is set)",
-    "data_seed": "the training stream's order and randomized positions; -1: the same as seed",
-    "pe": "position encoding (an axis: configs/lm.py:pe=NAME)",
-    "size": "model size the model block was filled from (an axis)",
-    "train_len": "training window in tokens (an axis)",
-    "model.num_layers": "decoder blocks",
-    "model.d_model": "residual width",
-    "model.num_heads": "attention heads",
-    "model.d_ff": "MLP hidden width",
-    "model.head_dim": "width per head; 0: d_model / num_heads",
-    "model.tie_embeddings": "output layer shares the input embedding table",
-    "model.dtype": "compute dtype: float32 or bfloat16 (parameters stay float32)",
-    "model.attention": "attention path in training: dense or blockwise",
-    "model.block_size": "blockwise attention tile in tokens",
-    "model.vocab_multiple": "vocabulary padded to a multiple of this (0: no padding)",
-    "data.name": "shakespeare, text_dir, or a TFDS catalog name such as c4/en:3.1.0",
-    "data.path": "the folder of *.txt files for name=text_dir",
-    "data.data_dir": "prepared data; '': $FIRE_DATA_DIR or ~/.cache/fire_data (TFDS's own for catalog names)",
-    "data.train_split": "TFDS split string of the training data ('train[:10%]' works)",
-    "data.eval_split": "TFDS split string of the validation data",
-    "data.text_key": "the TFDS feature holding the document text",
-    "data.tokenizer": "bytes or sentencepiece",
-    "data.spm_model": "a SentencePiece model file; '': train one on train_split and cache it",
-    "data.spm_vocab_size": "vocabulary of a SentencePiece model trained here",
-    "data.num_workers": "grain worker processes for the training stream (0: threads only)",
-    "batch_size": "global batch in sequences of train_len tokens",
-    "grad_accum_steps": "micro-batches per step; batch_size must divide by it",
-    "train_positions.randomize": "randomized training positions (Ruoss et al. 2023)",
-    "train_positions.max_position": "their exclusive upper bound; 0: 16 x train_len",
-    "num_steps": "training steps",
-    "optimizer.lr": "peak learning rate (AdamW)",
-    "optimizer.warmup_steps": "linear warmup from 0",
-    "optimizer.schedule": "decay after warmup: cosine, linear or constant",
-    "optimizer.min_lr_ratio": "final learning rate as a fraction of the peak",
-    "optimizer.decay_steps": "the step where the schedule reaches its final rate, held after; 0: num_steps",
-    "optimizer.b1": "AdamW beta1",
-    "optimizer.b2": "AdamW beta2",
-    "optimizer.eps": "AdamW epsilon",
-    "optimizer.weight_decay": "decoupled weight decay (weight matrices only, not encodings)",
-    "optimizer.clip_norm": "global gradient-norm clip",
-    "log_every": "steps between progress lines and metrics",
-    "eval_every": "steps between validations at train_len; 0: only at the end",
-    "eval_tokens": "tokens scored per validation",
-    "checkpoint_every": "steps between checkpoints",
-    "keep_checkpoints": "checkpoints kept (the newest)",
-    "init_from": "a workdir to take weights from (weights only) when starting fresh",
-    "mesh.data": "data-parallel devices; -1: fill with what is left",
-    "mesh.fsdp": "devices sharding parameters and optimizer state along embed",
-    "mesh.tensor": "devices splitting heads, MLP and vocabulary",
-    "peak_flops": "per-device peak FLOP/s for MFU",
-}
-
-
 def explain(config: ml_collections.ConfigDict) -> str:
-    """Every key of ``config`` with its value and meaning, one per line, as
-    ``--config.KEY=VALUE`` would set it."""
-    from fire.encodings import encoding_class
-
-    encoding_help = encoding_class(config.pe).option_help()
+    """Every key of ``config`` with its value, meaning and accepted values, one per line, as
+    ``--config.KEY=VALUE`` would set it (keys a config file added itself: the value alone)."""
+    declared = keys.flatten(declarations(config.pe))
     lines = []
 
     def walk(node, prefix=""):
-        for key, value in node.items():
-            path = f"{prefix}{key}"
+        for name, value in node.items():
+            path = f"{prefix}{name}"
             if isinstance(value, ml_collections.ConfigDict):
                 walk(value, path + ".")
-                continue
-            meaning = HELP.get(path) or (encoding_help.get(key, "") if prefix == "encoding." else "")
-            lines.append((path, repr(value), meaning))
+            else:
+                key = declared.get(path)
+                lines.append((path, repr(value), f"{key.meaning} [{key.values}]" if key else ""))
 
     walk(config)
     width = max(len(p) + len(v) + 3 for p, v, _ in lines)
@@ -249,13 +239,14 @@ def explain(config: ml_collections.ConfigDict) -> str:
 
 # ---------------------------------------------------------------- --config. keys on the command line
 
-_OVERRIDE = re.compile(r"^--?(?:no)?config\.([^=]+)")
+_OVERRIDE = re.compile(r"^--?(no)?config\.([^=]+)(?:=(.*))?$", re.S)
 
 
 def command_line_config(argv) -> tuple:
-    """``(spec, keys)`` of a command line: the ``--config=FILE[:AXES]`` value (None if absent)
-    and the keys of its ``--config.KEY=VALUE`` overrides, in order."""
-    spec, keys = None, []
+    """``(spec, overrides)`` of a command line: the ``--config=FILE[:AXES]`` value (None if
+    absent) and its ``--config.KEY=VALUE`` overrides as ``(KEY, VALUE)``, in order (VALUE None
+    for a bare ``--config.KEY`` or ``--noconfig.KEY``)."""
+    spec, overrides = None, []
     args = list(argv[1:])
     for i, arg in enumerate(args):
         if arg == "--":
@@ -265,66 +256,57 @@ def command_line_config(argv) -> tuple:
         elif arg in ("--config", "-config") and i + 1 < len(args):
             spec = args[i + 1]
         elif match := _OVERRIDE.match(arg):
-            keys.append(match.group(1))
-    return spec, keys
+            overrides.append((match.group(2), None if match.group(1) else match.group(3)))
+    return spec, overrides
 
 
-def _similarity(a: str, b: str) -> float:
-    """How alike two key names are, in [0, 1]; one a prefix of the other counts as 0.9."""
-    if min(len(a), len(b)) >= 3 and (a.startswith(b) or b.startswith(a)):
-        return 0.9
-    return difflib.SequenceMatcher(None, a, b).ratio()
-
-
-def nearest_keys(key: str, valid, n: int = 3) -> list:
-    """The valid keys a mistyped ``key`` most likely meant: abbreviations (``learning_rate``
-    -> ``lr``), the same name in another group (``lr`` -> ``optimizer.lr``), then close
-    spellings of its name, its own group first."""
-    leaf_of = lambda k: k.rsplit(".", 1)[-1]
-    initials = lambda name: "".join(w[0] for w in name.split("_") if w)
-    leaf, parent = leaf_of(key), key.rpartition(".")[0]
-    found = [
-        v for v in valid
-        if len(initials(leaf)) > 1 and initials(leaf) == leaf_of(v)
-        or len(initials(leaf_of(v))) > 1 and initials(leaf_of(v)) == leaf
-    ]  # fmt: skip
-    found += [v for v in valid if leaf_of(v) == leaf]
-    close = sorted(valid, key=lambda v: (v.rpartition(".")[0] != parent, -_similarity(leaf, leaf_of(v))))
-    found += [v for v in close if _similarity(leaf, leaf_of(v)) >= 0.7]
-    return list(dict.fromkeys(found))[:n]
-
-
-def check_keys(config: ml_collections.ConfigDict, keys) -> None:
-    """Raises ConfigError for the first of ``keys`` (dotted paths) that ``config`` does not
-    have, naming the nearest valid keys."""
+def check_keys(config: ml_collections.ConfigDict, names) -> None:
+    """Raises ConfigError for the first of ``names`` (dotted paths) that ``config`` does not
+    have, naming the nearest valid keys (:func:`fire.keys.nearest_keys`)."""
     valid = _leaf_keys(config)
-    for key in keys:
+    for name in names:
         node = config
-        for i, part in enumerate(key.split(".")):
+        for part in name.split("."):
             if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-                hint = nearest_keys(key, valid)
-                hint = f" Did you mean {', '.join(hint)}?" if hint else ""
                 raise ConfigError(
-                    f"Unknown config key --config.{key}.{hint} (--print_config lists every key with its meaning.)"
+                    f"Unknown config key --config.{name}.{keys.suggest(name, valid)} (--print_config lists every key "
+                    f"with its meaning.)"
                 )
             node = node[part]
 
 
 def _leaf_keys(config, prefix: str = "") -> list:
-    keys = []
-    for k, v in config.items():
-        keys += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, ml_collections.ConfigDict) else [f"{prefix}{k}"]
-    return keys
+    found = []
+    for name, value in config.items():
+        is_block = isinstance(value, ml_collections.ConfigDict)
+        found += _leaf_keys(value, f"{prefix}{name}.") if is_block else [f"{prefix}{name}"]
+    return found
+
+
+def check_override_values(config: ml_collections.ConfigDict, overrides) -> None:
+    """Raises ConfigError for the first ``(KEY, VALUE)`` override whose text cannot be a value
+    of its declared key (``maybe`` for a boolean, ``abc`` for an integer), naming the key and
+    what it accepts; whether the value is in bounds is :func:`check`'s to say."""
+    declared = keys.flatten(declarations(config.pe)) if config.get("pe") in REGISTRY else {}
+    for name, text in overrides:
+        key = declared.get(name)
+        if key is None or text is None:
+            continue
+        try:
+            key.values.parse(text)
+        except ValueError:
+            raise ConfigError(key.problem(f"--config.{name}", text)) from None
 
 
 def check_command_line(argv) -> None:
-    """What absl would report as a traceback, checked before it parses ``argv``: a config file
-    that does not exist, ``--config.`` keys the config does not have (with the nearest names).
+    """What absl would report as a traceback or a raw tuple, checked before it parses ``argv``:
+    a config file that does not exist, ``--config.`` keys the config does not have (with the
+    nearest names), values that cannot be of their key's type.
 
     Raises:
       ConfigError: one line.
     """
-    spec, keys = command_line_config(argv)
+    spec, overrides = command_line_config(argv)
     if spec is None:
         return
     path = spec.split(":", 1)[0]
@@ -335,7 +317,9 @@ def check_command_line(argv) -> None:
             compile(f.read(), path, "exec")
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes, i.e. not a text file
         raise ConfigError(f"The config file {path} is not a Python file: {e}.") from None
-    if keys:
+    if overrides:
         from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
-        check_keys(ConfigFileFlagParser("config").parse(spec), keys)
+        config = ConfigFileFlagParser("config").parse(spec)
+        check_keys(config, [name for name, _ in overrides])
+        check_override_values(config, overrides)

@@ -388,6 +388,16 @@ def test_11_every_value_is_checked_before_any_compute_or_write(corpus, tmp_path,
     assert not workdir.exists()
 
 
+def test_11_the_checks_run_once_per_train(trained, tmp_path, monkeypatch):
+    from fire import config as fire_config
+
+    calls = []
+    check = fire_config.check
+    monkeypatch.setattr(fire_config, "check", lambda config: calls.append(1) or check(config))
+    train(trained[0], copy_run(trained, tmp_path))  # finished already: checked, built, resumed, done
+    assert len(calls) == 1
+
+
 # ------------------------------------------------------------------ 12. a failed first start
 
 
@@ -505,7 +515,9 @@ def _careless_cases(config, workdir, tmp) -> list:
         ("block_size 0", train_("--config.model.block_size=0"), "block_size"),
         ("encoding option 0", train_("--config.encoding.mlp_width=0"), "mlp_width"),
         ("mesh past the devices", train_("--config.mesh.data=3"), "devices"),
-        ("mesh axis 0", train_("--config.mesh.data=0"), "Mesh axis"),
+        ("mesh axis 0", train_("--config.mesh.data=0"), "mesh.data must be an integer >= 1 or -1"),
+        ("a bad boolean", train_("--config.encoding.log_transform=maybe"), "must be True or False, got 'maybe'"),
+        ("a British spelling", evaluate("--encoding_option=normaliser_cap=512"), "Did you mean normalizer_cap"),
         ("unknown tokenizer", train_("--config.data.tokenizer=bogus"), "tokenizer"),
         ("missing init_from", train_("--config.init_from=/nonexistent/run"), "init_from"),
         ("num_steps past the schedule's end", train_("--config.num_steps=16"), "--config.optimizer.decay_steps=8"),

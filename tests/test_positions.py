@@ -153,8 +153,8 @@ def test_bad_position_and_seed_configs_fail_before_compute(corpus, tmp_path):
         train(config_for(corpus, "learned"), str(tmp_path / "a"))
     with pytest.raises(ConfigError, match="max_position 32 is below train_len 64"):
         train(config_for(corpus, **{"train_positions.max_position": 32}), str(tmp_path / "b"))
-    with pytest.raises(ConfigError, match="seed must be >= 0"):
+    with pytest.raises(ConfigError, match="^seed must be an integer >= 0, got -1"):
         train(config_for(corpus, seed=-1), str(tmp_path / "c"))
-    with pytest.raises(ConfigError, match="data_seed -2"):
+    with pytest.raises(ConfigError, match="data_seed must be an integer >= -1, got -2 .*-1: the same as seed"):
         train(config_for(corpus, data_seed=-2), str(tmp_path / "d"))
     assert not any(os.path.exists(tmp_path / d) for d in "abcd")

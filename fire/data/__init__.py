@@ -11,10 +11,8 @@ Usage:
 """
 
 import functools
-import os
 
-from fire.data import builders
-from fire.data.config import cache_root, default_config
+from fire.data.config import cache_root, check_config, default_config
 from fire.data.errors import DataError
 from fire.data.eval_windows import PROTOCOLS, EvalWindows, Protocol, make_eval_windows
 from fire.data.pipeline import TrainIterator, make_train_iterator
@@ -31,34 +29,6 @@ __all__ = [
 ]  # fmt: skip
 
 DATASETS = ("shakespeare", "text_dir", "<TFDS catalog name>")
-
-
-def check_config(data_cfg) -> None:
-    """Every value of the `data` block, checked before any data is read, prepared or written.
-
-    Raises:
-      DataError: an empty name or split, `text_dir` without an existing folder of files (an
-        empty path never means the current folder), an unknown tokenizer, a SentencePiece model file that does not exist, a vocabulary size below 1,
-        a negative worker count, or a data_dir that is a file.
-    """
-    for key in ("name", "train_split", "eval_split", "text_key"):
-        if not isinstance(data_cfg[key], str) or not data_cfg[key].strip():
-            raise DataError(f"data.{key} must be a non-empty string, got {data_cfg[key]!r}.")
-    if data_cfg.name == "text_dir":
-        builders.text_dir.split_files(data_cfg.path)
-    if data_cfg.tokenizer not in TOKENIZERS:
-        raise DataError(f"unknown tokenizer {data_cfg.tokenizer!r}; expected one of {', '.join(TOKENIZERS)}.")
-    if data_cfg.spm_model and data_cfg.tokenizer != "sentencepiece":
-        raise DataError("data.spm_model is used only with data.tokenizer=sentencepiece.")
-    if data_cfg.spm_model and not os.path.isfile(os.path.expanduser(data_cfg.spm_model)):
-        raise DataError(f"sentencepiece model {data_cfg.spm_model} does not exist.")
-    for key, low in (("spm_vocab_size", 1), ("num_workers", 0)):
-        value = data_cfg[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DataError(f"data.{key} must be an integer >= {low}, got {value!r}.")
-    root = cache_root(data_cfg)
-    if root.exists() and not root.is_dir():
-        raise DataError(f"The data folder {root} (data.data_dir or $FIRE_DATA_DIR) is a file, not a folder.")
 
 
 def _storage_errors(fn):

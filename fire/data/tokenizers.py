@@ -13,9 +13,9 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from fire.data import atomic, sources
+from fire.data.config import TOKENIZERS
 from fire.data.errors import DataError
 
-TOKENIZERS = ("bytes", "sentencepiece")
 # Text used to train a sentencepiece model: the first documents of the training split,
 # up to about this many characters (plenty for a subword vocabulary; bounds time and memory).
 SPM_TRAIN_BYTES = 100_000_000

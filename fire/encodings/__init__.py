@@ -12,7 +12,6 @@ it by name from then on.
 """
 
 import dataclasses
-import math
 from typing import Mapping, Optional, Type
 
 from fire.encodings.absolute import Learned, Sinusoidal
@@ -24,7 +23,8 @@ from fire.encodings.nope import NoPE
 from fire.encodings.rotary import RoPE, RoPEPI, YaRN
 from fire.encodings.sandwich import Sandwich
 from fire.encodings.t5 import T5Bias, t5_bucket
-from fire.errors import ConfigError, UserError
+from fire.errors import UserError
+from fire.keys import Boolean, Integer, Key, Number, Text, check, suggest
 from fire.utils import did_you_mean
 
 # name -> (module class, option values that define the name)
@@ -79,39 +79,59 @@ def encoding_options(name: str) -> dict:
 
 def resolved_options(name: str, options: Optional[Mapping] = None) -> dict:
     """Every option of ``name``: its defaults, the name's fixed values, then ``options``.
-    Unknown options fail with the valid ones listed."""
+    Unknown options fail with the valid ones listed (and the one most likely meant)."""
     options = dict(options or {})
     valid = encoding_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise UnknownEncodingError(
-            f"pe={name} has no option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid)) or 'none'}."
+            f"pe={name} has no option(s) {', '.join(unknown)}.{suggest(unknown[0], valid)} "
+            f"Valid: {', '.join(sorted(valid)) or 'none'}."
         )
     return {**valid, **options}
 
 
-def check_options(name: str, options: Mapping) -> None:
-    """Raises ConfigError for an option value of the wrong kind (each option takes its
-    default's type; an integer serves a float option), a numeric value that is not finite or
-    is negative, or zero for one of the class's ``positive_options``."""
-    cls, defaults = encoding_class(name), encoding_options(name)
-    for key, value in options.items():
-        default = defaults[key]
+def option_keys(name: str) -> dict:
+    """The encoding's block of the run config, one :class:`fire.keys.Key` per option: its
+    default (the class field's, or the name's fixed value), its meaning (the comment on the
+    field, :meth:`PositionEncoding.option_help`) and the values it takes: its default's type
+    (an integer serves a float option), finite and >= 0 (0 often means "from the run"), and
+    > 0 for the class's ``positive_options``."""
+    cls = encoding_class(name)
+    meanings = cls.option_help()
+    table = {}
+    for key, default in encoding_options(name).items():
+        positive = key in cls.positive_options
         if isinstance(default, bool):
-            ok = isinstance(value, bool)
+            values = Boolean()
         elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            values = Integer(1 if positive else 0)
         elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            values = Number(0.0, open_low=positive)
         else:
-            continue
-        if not ok:
-            raise ConfigError(f"pe={name} option {key} must be a {type(default).__name__}, got {value!r}.")
-        if isinstance(default, bool):
-            continue
-        if value < 0 or (key in cls.positive_options and value == 0):
-            bound = "> 0" if key in cls.positive_options else ">= 0"
-            raise ConfigError(f"pe={name} option {key} must be {bound}, got {value!r}.")
+            values = Text()
+        table[key] = Key(default, meanings.get(key, f"an option of {cls.__name__}"), values)
+    return table
+
+
+def check_options(name: str, options: Mapping) -> None:
+    """Raises ConfigError for an option value that its key (:func:`option_keys`) does not
+    accept: of the wrong kind, not finite, negative, or zero for a positive option."""
+    check(options, option_keys(name), f"pe={name} option ")
+
+
+def check_encoding(name: str, options: Optional[Mapping], train_len: int, max_position: Optional[int] = None) -> None:
+    """Whether ``name`` with ``options`` can serve a run trained at ``train_len`` with position
+    ids in ``[0, max_position)`` (None: ``train_len``): the options exist, each value is one its
+    key accepts, and the class's own :meth:`PositionEncoding.check` holds.
+
+    Raises:
+      UnknownEncodingError: an unknown name or option.
+      ConfigError: a value or combination the encoding cannot honour.
+    """
+    options = resolved_options(name, options)
+    check_options(name, options)
+    encoding_class(name).check(options, train_len, train_len if max_position is None else max_position)
 
 
 def is_shared(name: str, options: Optional[Mapping] = None) -> bool:
@@ -142,21 +162,19 @@ def build_encoding(
     Raises:
       UnknownEncodingError: an unknown name or option.
       ConfigError: options the run cannot honour (e.g. a ``learned`` table shorter than
-        ``train_len`` or ``max_position``).
+        ``train_len`` or ``max_position``): :func:`check_encoding`.
     """
-    cls = encoding_class(name)
-    options = resolved_options(name, options)
-    check_options(name, options)
-    cls.check(options, train_len, train_len if max_position is None else max_position)
-    return cls(
-        num_heads=num_heads, head_dim=head_dim, d_model=d_model, train_len=train_len, **options, name=module_name
-    )
+    check_encoding(name, options, train_len, max_position)
+    return encoding_class(name)(
+        num_heads=num_heads, head_dim=head_dim, d_model=d_model, train_len=train_len,
+        **resolved_options(name, options), name=module_name,
+    )  # fmt: skip
 
 
 __all__ = [
     "NAMES", "REGISTRY", "PositionEncoding", "Rotation", "LengthError", "UnknownEncodingError",
-    "build_encoding", "check_length", "check_options", "encoding_class", "encoding_options", "is_shared", "lookup", "register",
-    "resolved_options", "alibi_slopes", "t5_bucket",
+    "build_encoding", "check_encoding", "check_length", "check_options", "encoding_class", "encoding_options",
+    "is_shared", "lookup", "option_keys", "register", "resolved_options", "alibi_slopes", "t5_bucket",
     "NoPE", "Learned", "Sinusoidal", "RoPE", "RoPEPI", "YaRN", "T5Bias", "ALiBi",
     "KerpleLog", "KerplePower", "Sandwich", "FIRE",
 ]  # fmt: skip

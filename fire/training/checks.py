@@ -1,58 +1,39 @@
-"""The checks of a run config, before any compute and before anything is written: every value
-a user can set, and the relations between them and the device mesh."""
-
-import dataclasses
-import math
+"""The checks of a run config, once per run, before any compute and before anything is
+written: every value against its key's declaration (``fire.config``), then what the values
+need of each other, of the devices and of the filesystem."""
 
 import jax
 
 from fire import config as fire_config
-from fire import data as fire_data
 from fire.checkpoint import latest_step
+from fire.data.config import check_relations as check_data_relations
+from fire.encodings import encoding_class, resolved_options
 from fire.errors import ConfigError
 from fire.model import ModelConfig
-from fire.training import optim, positions
-from fire.training.sharding import data_parallel_size
-
-POSITIVE = ("num_steps", "batch_size", "grad_accum_steps", "log_every", "checkpoint_every", "keep_checkpoints",
-            "eval_tokens")  # fmt: skip
+from fire.training import positions
+from fire.training.sharding import data_parallel_size, make_mesh
 
 
-def _integer(config, key: str, low: int, meaning: str = "") -> None:
-    value = config
-    for part in key.split("."):
-        value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key} must be an integer >= {low}{meaning}, got {value!r}.")
+def check_config(config) -> jax.sharding.Mesh:
+    """Checks ``config`` and returns the device mesh it asks for.
 
-
-def check_config(config, mesh) -> None:
-    """Every value a user can set, checked before any compute and before anything is written:
-    the config's axes, the run's counts and seeds, the optimizer, the model and its encoding,
-    the data block, the mesh against the batch, and ``init_from``.
+    In order: each value against its key (:func:`fire.config.check`: the axes, counts, seeds,
+    the optimizer, model, encoding, data and mesh blocks); the data block's files; the mesh
+    against the devices; the model block's shape (heads that divide ``d_model``); the
+    encoding against the training length and the largest training position id; the batch
+    against the micro-batches, the data axis, the processes and the tensor axis;
+    ``init_from``'s checkpoint.
 
     Raises:
       ConfigError (or another UserError: DataError, MeshError, UnknownEncodingError): one line
         naming the value and what it accepts.
     """
     fire_config.check(config)
-    for key in POSITIVE:
-        _integer(config, key, 1)
-    _integer(config, "eval_every", 0, " (0: only at the end)")
-    seeds = (config.seed, config.data_seed)
-    if any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) or config.seed < 0 or config.data_seed < -1:
-        raise ConfigError(
-            f"seed must be >= 0 and data_seed >= 0 or -1 (the same as seed), got seed {config.seed} and "
-            f"data_seed {config.data_seed}."
-        )
-    _integer(config, "train_positions.max_position", 0, " (0: 16 x train_len)")
-    peak = config.peak_flops
-    if isinstance(peak, bool) or not isinstance(peak, (int, float)) or not math.isfinite(peak) or peak <= 0:
-        raise ConfigError(f"peak_flops must be a positive number (FLOP/s per device, for MFU), got {peak!r}.")
-    optim.check(config.optimizer)
-    fire_data.check_config(config.data)
-    model = ModelConfig.from_run_config(config, vocab_size=1)  # the model block
-    dataclasses.replace(model, max_position=positions.max_position(config)).build_encoding()  # encoding options
+    check_data_relations(config.data)
+    mesh = make_mesh(config.mesh.to_dict())
+    ModelConfig.from_run_config(config, vocab_size=1)  # raises for a shape it cannot build
+    options = resolved_options(config.pe, config.encoding)
+    encoding_class(config.pe).check(options, config.train_len, positions.max_position(config))
     dp = data_parallel_size(mesh)
     micro = config.batch_size // config.grad_accum_steps
     if config.batch_size % config.grad_accum_steps:
@@ -78,3 +59,4 @@ def check_config(config, mesh) -> None:
         raise ConfigError(
             f"init_from={config.init_from} holds no checkpoint to take weights from (a run's workdir is expected)."
         )
+    return mesh

@@ -39,7 +39,6 @@ from fire.training.checks import check_config
 from fire.training.metrics import MetricsWriter, Progress, log
 from fire.training.preemption import Preemption
 from fire.training.resume import check_workdir, initial_state
-from fire.training.sharding import make_mesh
 from fire.training.step import build, compile_step, global_batch
 from fire.training.validation import Validation
 from fire.utils import format_duration
@@ -80,11 +79,11 @@ def train(config, workdir: str) -> dict:
     """
     if not str(workdir or "").strip():
         raise WorkdirError("The workdir is empty: give --workdir=DIR, where the run's files go.")
-    check_config(config, make_mesh(config.mesh.to_dict()))
+    mesh = check_config(config)
     Workdir(workdir).check_usable()
     with _hold(workdir):
         check_workdir(config, workdir)
-        run = build(config)
+        run = build(config, mesh=mesh)
         fire_data.prepare(config.data, run.tokenizer)
         iterator = fire_data.train_iterator(
             config.data,

@@ -5,40 +5,13 @@ decaying FIRE's ``c`` and threshold or KERPLE's kernel parameters towards 0 woul
 the encoding's shape, not regularise a weight matrix.
 """
 
-import math
-
 import jax
 import optax
 
+from fire.config import SCHEDULES
 from fire.errors import ConfigError
 
 ENCODING_SCOPES = ("encoding", "own_encoding")
-SCHEDULES = ("cosine", "linear", "constant")  # the decay after warmup
-
-
-def check(opt_cfg) -> None:
-    """Raises ConfigError for optimizer values that cannot train: a learning rate that is not
-    positive (a negative one trains uphill), a negative warmup (it would shift the schedule),
-    an unknown schedule, betas outside [0, 1), a non-positive eps or clip norm, a negative
-    weight decay, a final ratio outside [0, 1]."""
-
-    def number(name, ok, what):
-        value = opt_cfg[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
-            raise ConfigError(f"optimizer.{name} must be {what}, got {value!r}.")
-
-    number("lr", lambda v: v > 0, "a positive number")
-    for name in ("warmup_steps", "decay_steps"):
-        if isinstance(opt_cfg[name], bool) or not isinstance(opt_cfg[name], int) or opt_cfg[name] < 0:
-            raise ConfigError(f"optimizer.{name} must be an integer >= 0, got {opt_cfg[name]!r}.")
-    if opt_cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"Unknown schedule optimizer.schedule={opt_cfg.schedule!r}; valid: {', '.join(SCHEDULES)}.")
-    number("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]")
-    number("b1", lambda v: 0 <= v < 1, "in [0, 1)")
-    number("b2", lambda v: 0 <= v < 1, "in [0, 1)")
-    number("eps", lambda v: v > 0, "positive")
-    number("weight_decay", lambda v: v >= 0, ">= 0")
-    number("clip_norm", lambda v: v > 0, "positive")
 
 
 def schedule_end(decay_steps: int, num_steps: int) -> int:

@@ -29,7 +29,7 @@ from fire.training import positions
 from fire.training.checks import check_config
 from fire.training.metrics import log
 from fire.training.optim import learning_rate_schedule, make_optimizer
-from fire.training.sharding import RULES, batch_sharding, make_mesh
+from fire.training.sharding import RULES, batch_sharding
 from fire.utils import to_mib
 
 
@@ -57,14 +57,19 @@ class TrainingSetup:
     score_step: object  # fire.evaluation.scoring's score function, jitted on the mesh
 
 
-def build(config, vocab_size: Optional[int] = None) -> TrainingSetup:
-    """The mesh, model, sharded state and jitted steps of ``config``. ``vocab_size`` plans
-    without the data: no tokenizer is built (``tokenizer`` is then None)."""
-    mesh = make_mesh(config.mesh.to_dict())
-    check_config(config, mesh)
+def build(config, vocab_size: Optional[int] = None, mesh: Optional[jax.sharding.Mesh] = None) -> TrainingSetup:
+    """The mesh, model, sharded state and jitted steps of ``config``, after checking it
+    (:func:`fire.training.checks.check_config`). ``vocab_size`` plans without the data: no
+    tokenizer is built (``tokenizer`` is then None). ``mesh``: the mesh ``check_config``
+    returned for this config, which is then not checked again (``train`` checks it once,
+    before it takes the workdir).
+
+    Raises:
+      UserError: what ``check_config`` raises; a tokenizer that cannot be built.
+    """
+    mesh = check_config(config) if mesh is None else mesh
     tokenizer = None if vocab_size else fire_data.get_tokenizer(config.data)
     model_cfg = model_config(config, vocab_size or tokenizer.vocab_size)
-    model_cfg.build_encoding()  # unknown or impossible encoding options fail here, before compute
     model = Transformer(model_cfg)
     tx = make_optimizer(config.optimizer, config.num_steps)
     schedule = learning_rate_schedule(config.optimizer, config.num_steps)
