@@ -107,10 +107,15 @@ def test_a_sweep_of_two_runs_writes_every_file(runs, tmp_path):
         "fire_bias.png",
         "length_curve.png",
         "position_curve.png",
+        "provenance.jsonl",
         "results.csv",
         "results.json",
         "results.md",
     ]
+    (entry,) = [json.loads(line) for line in open(os.path.join(out, "provenance.jsonl"))]
+    assert entry["rows_computed"] == 6 and "eval_length" not in entry["command"]  # run in-process here
+    assert {"commit", "dirty"} <= set(entry["code"]) and entry["machine"]["backend"] == "cpu"
+    assert all(r["code"] == entry["code"]["commit"][:8] + ("-dirty" if entry["code"]["dirty"] else "") for r in rows)
     table = read_csv(os.path.join(out, "results.csv"))
     assert [(r["pe"], r["eval_len"]) for r in table] == [
         ("learned", "32"),
@@ -291,3 +296,15 @@ def test_print_config_lists_every_key_with_its_meaning():
     keys += [f"{b}.{k}" for b, v in config.items() if hasattr(v, "items") for k in v]
     assert set(lines) == set(keys)
     assert "# the threshold's scale" in lines["encoding.L0"] and "# peak learning rate" in lines["optimizer.lr"]
+
+
+def test_a_run_whose_config_is_cut_short_is_one_line_naming_the_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"pe": "fire", "train_len": 1')  # a write cut short by a full disk
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "eval_length.py", f"--workdir={run}", f"--output_dir={tmp_path / 'out'}"],
+                         cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run / 'config.json'} is not valid JSON") and "damaged" in line
