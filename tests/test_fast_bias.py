@@ -9,7 +9,7 @@ import pytest
 from helpers import encoding_params, grid, make_encoding
 
 from fire.encodings.base import DistanceBias
-from fire.encodings.fire import mlp, piecewise_linear
+from fire.encodings.fire import FIRE, mlp, piecewise_linear
 from fire.model import ModelConfig, Transformer
 from fire.model.position_bias import diagonal_tile, padded_distance_table, table_or_pairwise, toeplitz
 
@@ -251,6 +251,22 @@ def test_dense_path_with_tables_equals_pairwise_in_value_and_gradient(pe, train_
 @pytest.mark.parametrize("pe,train_len,options", CASES)
 def test_blockwise_path_with_tables_equals_pairwise(pe, train_len, options):
     _tables_and_pairwise(pe, train_len, options, "blockwise", grad=False)
+
+
+def test_fire_rows_past_the_cap_are_never_evaluated_pairwise(monkeypatch):
+    """Without the threshold, the dense path's row tiles at or past the cap (rows 64-127 and
+    128-149 with the cap at 60) read the table: ``bias_fn`` meets only the first tile."""
+    model, params = _model("fire", 100, threshold=False, normalizer_cap=60.0)
+    calls = []
+    original = FIRE.bias_fn
+
+    def counting_bias_fn(self, seq_len):
+        fn = original(self, seq_len)
+        return lambda q_pos, k_pos: calls.append(q_pos.shape) or fn(q_pos, k_pos)
+
+    monkeypatch.setattr(FIRE, "bias_fn", counting_bias_fn)
+    jax.eval_shape(lambda p, x: model.apply({"params": p}, x), params, jnp.zeros((2, T_MIXED), jnp.int32))
+    assert calls == [(1, 64)]
 
 
 @pytest.mark.parametrize("train_len,options", [(20, {}), (20, dict(normalizer_cap=100.0))])
