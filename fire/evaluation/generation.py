@@ -20,12 +20,11 @@ from fire.evaluation.runs import EvalError, load_run
 from fire.model import ModelConfig
 from fire.model.generate import NO_EOS, GenerationError, Sampling, check_request, decode_program, prefill_program
 
-# Tokens decoded between two looks for a stop string: each look costs a host round trip (about
-# a decode step of the tiny model on a CPU), each token past the stop a wasted step.
+# Tokens decoded between two looks for a stop string: each look costs a round trip to the host
+# (a few decode steps of the tiny model on a CPU), each token past the stop a wasted step.
 CHUNK = 16
 # How an EOS inside the text shows (only with ignore_eos: otherwise the text ends at the first).
 EOS_MARK = "<eos>"
-ENDS = ("eos", "stop", "length")  # what ended the text: an EOS, a stop string, the token budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +37,7 @@ class Generated:
     train_len: int
     decode_s: float  # the decode loop alone: compiled beforehand, prefill excluded
     steps: int  # decode steps run: new tokens fed, those decoded past a stop string included
-    end: str  # one of ENDS
+    end: str  # what ended it: "eos", "stop" (a stop string) or "length" (the token budget)
     stop: str = ""  # the stop string it ended at
 
     @property

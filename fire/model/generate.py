@@ -11,9 +11,10 @@ Two compiled programs, both carrying a :class:`DecodeState`:
 * :func:`decode_program`: one ``lax.while_loop`` over the new tokens. The token at position ``t``
   writes its keys and values at slot ``t`` and attends over slots ``0..t`` of the static-size
   cache, later slots masked (:meth:`Transformer.decode`), so the loop compiles once, not per
-  token. Each row stops at its first ``eos_id``; the loop ends when every row has, or at a
-  position the caller names (``stop_at``, a traced scalar: the host may decode in chunks
-  with the same program and end rows itself, as ``fire.evaluation.generation`` does for stop strings).
+  token. Each row stops at its first ``eos_id`` (a traced scalar: one program serves any
+  EOS); the loop ends when every row has, or at a position the caller names (``stop_at``,
+  traced too: the host may decode in chunks with one program, as ``fire.evaluation.generation``
+  does to look for stop strings between them).
 
 Each encoding enters exactly as in the full forward: rotary through ``Rotation.query/key``
 at the token's position; additive biases through ``bias_fn(seq_len)(q_pos_1x1, k_pos_1xS)``,
@@ -92,9 +93,10 @@ class Sampling:
 
 
 def sample(logits_BxV, rng, sampling: Sampling):
-    """The next token of each row, ``B`` int32, from float32 ``logits_BxV``.
-
-    Top-p keeps every id whose logit is at least that of the last id the nucleus needs (ids
+    """The next token of each row, ``B`` int32, from float32 ``logits_BxV``: ids past
+    ``vocab_size`` masked, then the argmax (greedy), or a draw after temperature, top-k and
+    top-p, in that order (Hugging Face's ``TemperatureLogitsWarper``, ``TopKLogitsWarper``,
+    ``TopPLogitsWarper``). Top-k keeps ids tied with the k-th; top-p keeps every id whose logit is at least that of the last id the nucleus needs (ids
     tied with it too), so the kept set does not depend on how a sort orders ties."""
     V = logits_BxV.shape[-1]
     if sampling.vocab_size and sampling.vocab_size < V:
@@ -123,7 +125,7 @@ class DecodeState(NamedTuple):
     caches: tuple  # one KVCache per layer, slots 0..index-1 filled
     index: jax.Array  # int32 scalar: the position of the last token sampled
     lengths_B: jax.Array  # int32: each row's tokens through its end (its EOS included)
-    done_B: jax.Array  # bool: the row has ended (it sampled eos_id, or the caller ended it)
+    done_B: jax.Array  # bool: the row has ended (it sampled eos_id)
     eos_id: jax.Array  # int32 scalar: the id that ends a row; -1: none (a traced value, not compiled in)
 
 
