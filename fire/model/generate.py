@@ -96,8 +96,9 @@ def sample(logits_BxV, rng, sampling: Sampling):
     """The next token of each row, ``B`` int32, from float32 ``logits_BxV``: ids past
     ``vocab_size`` masked, then the argmax (greedy), or a draw after temperature, top-k and
     top-p, in that order (Hugging Face's ``TemperatureLogitsWarper``, ``TopKLogitsWarper``,
-    ``TopPLogitsWarper``). Top-k keeps ids tied with the k-th; top-p keeps every id whose logit is at least that of the last id the nucleus needs (ids
-    tied with it too), so the kept set does not depend on how a sort orders ties."""
+    ``TopPLogitsWarper``). Top-k keeps the ids tied with the k-th; top-p every id whose logit
+    is at least that of the last id the nucleus needs, so neither depends on how a sort
+    orders ties."""
     V = logits_BxV.shape[-1]
     if sampling.vocab_size and sampling.vocab_size < V:
         logits_BxV = jnp.where(jnp.arange(V) < sampling.vocab_size, logits_BxV, -jnp.inf)
