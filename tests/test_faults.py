@@ -240,7 +240,7 @@ def _signal_at(monkeypatch, step, count):
 @pytest.mark.slow
 def test_6_ctrl_c_saves_at_the_step_boundary_and_a_second_stops_at_once(trained, corpus, tmp_path, monkeypatch):
     once, twice = copy_run(trained, tmp_path, "once"), copy_run(trained, tmp_path, "twice")
-    config = smoke_config(corpus, num_steps=16)
+    config = smoke_config(corpus, num_steps=16, **{"optimizer.decay_steps": 8})  # the 8-step run extended
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN in a shell's background job
     _signal_at(monkeypatch, 10, 1)
     with pytest.raises(KeyboardInterrupt, match="saved step 1[01]; re-run the same command to resume"):

@@ -19,7 +19,8 @@ from fire.training.metrics import log
 from fire.training.step import TrainingSetup
 from fire.workdir import Workdir, WorkdirError
 
-# Keys that may change between a run and its resumption without making it another run.
+# Keys that may change between a run and its resumption without making it another run
+# (num_steps only says when to stop: where the schedule ends is compared as SCHEDULE_END).
 RESUMABLE_CHANGES = (
     "num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "init_from", "mesh",
     "peak_flops", "data.num_workers", "data.data_dir", "name",
@@ -43,7 +44,14 @@ def check_workdir(config, workdir: str) -> None:
     the run has a checkpoint (before that, nothing is lost by starting afresh: a failed first
     start does not tie the workdir to its config). Fields the saved config has and this
     version's does not are not read, so not compared; fields this version added are compared
-    with their defaults."""
+    with their defaults.
+
+    Raises:
+      ConfigError: a config of another run; or one whose learning-rate schedule would end at
+        another step (``num_steps`` changed with ``optimizer.decay_steps`` 0), naming both ways
+        out: keep the end with ``decay_steps``, or start a new run with ``init_from``.
+      WorkdirError: a ``config.json`` that cannot be read.
+    """
     paths = Workdir(workdir)
     if not paths.is_run():
         return
