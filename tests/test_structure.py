@@ -253,3 +253,38 @@ def test_the_readme_python_example_runs():
         logits = namespace["logits"]
         assert logits.shape[:2] == (1, 8192) and bool(jnp.isfinite(logits).all())
         assert isinstance(namespace["model"], Transformer)
+
+
+def _compare_runs() -> set:
+    """The workdirs ``scripts/quickstart.sh`` and ``scripts/compare.sh`` make (their defaults)."""
+    with open(os.path.join(REPO, "scripts", "compare.sh")) as f:
+        script = f.read()
+    encodings = re.search(r"ENCODINGS=\$\{ENCODINGS:-([^}]*)\}", script).group(1).split()
+    train_len = re.search(r"TRAIN_LEN=\$\{TRAIN_LEN:-(\d+)\}", script).group(1)
+    return {f"runs/tiny_{train_len}/{pe}" for pe in encodings}
+
+
+def test_every_readme_command_reads_folders_that_the_quickstart_or_its_own_example_makes():
+    """A newcomer copies commands after the quickstart: the runs that eval_length.py and
+    generate.py read must be ones the quickstart (or compare.sh) trains, or ones a train.py
+    command earlier in the same README section trains."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        sections = f.read().split("\n## ")
+    read = []
+    for section in sections:
+        made = set(_compare_runs())
+        block = "\n".join(re.findall(r"```(?:bash|text|console)?\n(.*?)```", section, re.S))
+        for line in block.replace("\\\n", " ").splitlines():
+            command = line.strip().removeprefix("$ ")
+            if not re.match(r"python3? (train|eval_length|generate)\.py", command):
+                continue
+            workdirs = [w for w in re.findall(r"--workdir=['\"]?([^\s'\"]+)", command) if not glob_pattern(w)]
+            if command.split()[1] == "train.py":
+                made.update(workdirs)
+            else:
+                read += [(w, command) for w in workdirs if w not in made and not w.startswith("/")]
+    assert not read, f"README commands read runs that neither the quickstart nor their example trains: {read}"
+
+
+def glob_pattern(path: str) -> bool:
+    return any(c in path for c in "*?[")
