@@ -33,7 +33,7 @@ def test_registry_lists_every_encoding_and_rejects_unknown():
     )
     with pytest.raises(UnknownEncodingError, match="Did you mean fire"):
         make_encoding("fier")
-    with pytest.raises(UnknownEncodingError, match="valid: .*mlp_width"):
+    with pytest.raises(UnknownEncodingError, match="(?i)valid: .*mlp_width"):
         make_encoding("fire", mlp_widht=3)
     assert encoding_options("fire_s")["shared"] is True and encoding_options("fire")["shared"] is False
 
