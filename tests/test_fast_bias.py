@@ -207,13 +207,11 @@ def _model(pe, train_len, **options):
 T_MIXED = 150
 FIRE_CASES = [
     ("fire", 200, {}),  # L above every row: tables everywhere
-    ("fire", 64, {}),  # the dense path's first row tile, the first 4 blocks
-    ("fire", 20, {}),  # no row tile, the first block
-    ("fire", 100, dict(threshold=False, normalizer_cap=60.0)),  # rows from the cap: row tiles 2-3, blocks 4+
-    ("fire", 20, dict(normalizer_cap=100.0)),  # rows up to L and from the cap, pairwise between
+    ("fire", 64, {}),  # tables on rows 0-63: the first row tile, the first 4 blocks
+    ("fire", 100, dict(threshold=False, normalizer_cap=60.0)),  # from the cap: rows 64-149 in both
+    ("fire", 20, dict(normalizer_cap=100.0)),  # rows 0-15 (a block); from the cap: rows 128-149 / 112-149
     ("fire", 64, dict(normalizer_cap=16.0)),  # the cap below L: psi(cap) on every row
     ("fire_s", 64, {}),
-    ("fire_s", 100, dict(threshold=False, normalizer_cap=60.0)),
 ]
 CASES = [(pe, 64, {}) for pe in DISTANCE_ONLY] + FIRE_CASES
 
@@ -269,6 +267,7 @@ def test_fire_rows_past_the_cap_are_never_evaluated_pairwise(monkeypatch):
     assert calls == [(1, 64)]
 
 
-@pytest.mark.parametrize("train_len,options", [(20, {}), (20, dict(normalizer_cap=100.0))])
-def test_blockwise_fire_gradient_with_tables_and_pairwise_blocks(train_len, options):
-    _tables_and_pairwise("fire", train_len, options, "blockwise", grad=True)
+def test_blockwise_fire_gradient_with_tables_and_pairwise_blocks():
+    """Blocks from both of FIRE's tables (rows up to L = 20, rows from the cap at 100) and
+    pairwise blocks between."""
+    _tables_and_pairwise("fire", 20, dict(normalizer_cap=100.0), "blockwise", grad=True)
