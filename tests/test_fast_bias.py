@@ -206,7 +206,6 @@ def _model(pe, train_len, **options):
 # path's blocks 16 rows (the last ragged): FIRE's tables hold on some of them.
 T_MIXED = 150
 FIRE_CASES = [
-    ("fire", 200, {}),  # L above every row: tables everywhere
     ("fire", 64, {}),  # tables on rows 0-63: the first row tile, the first 4 blocks
     ("fire", 100, dict(threshold=False, normalizer_cap=60.0)),  # from the cap: rows 64-149 in both
     ("fire", 20, dict(normalizer_cap=100.0)),  # rows 0-15 (a block); from the cap: rows 128-149 / 112-149
@@ -267,6 +266,7 @@ def test_fire_rows_past_the_cap_are_never_evaluated_pairwise(monkeypatch):
     assert calls == [(1, 64)]
 
 
+@pytest.mark.slow  # 10 s
 def test_blockwise_fire_gradient_with_tables_and_pairwise_blocks():
     """Blocks from both of FIRE's tables (rows up to L = 20, rows from the cap at 100) and
     pairwise blocks between."""
