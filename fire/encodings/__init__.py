@@ -7,8 +7,10 @@ fields (e.g. FIRE's ``mlp_width`` or ``log_transform``); unknown ones fail loudl
 
 To add an encoding: write a ``PositionEncoding`` subclass in a module of its own (its
 options are its dataclass fields; see ``base.py`` for the hooks, checks and capabilities)
-and add one ``register`` line below. Configs, training, evaluation and the benchmarks find
-it by name from then on.
+and add one ``register`` line below; list the name in the README's encodings table and in
+``configs/lm.py``'s docstring (a test checks both) and record its golden step
+(``python tests/test_golden.py --regenerate pe=NAME``). Configs, training, evaluation and the
+benchmarks find it by name from then on.
 """
 
 import dataclasses

@@ -1,5 +1,6 @@
-"""The decoder-only LM: its config, layers, the two attention paths and the loss; generation
-with a KV cache is ``fire.model.generate``.
+"""The decoder-only LM: its config, layers, the position biases (``position_bias``: tables or
+pairwise, per tile), the two attention paths and the loss; generation with a KV cache is
+``fire.model.generate``.
 
 from fire.model import ModelConfig, Transformer
 """
