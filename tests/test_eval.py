@@ -259,7 +259,7 @@ def test_an_evaluation_variant_changes_options_not_parameters(runs):
     assert variant.variant == " [log_transform=False]" and variant.config.encoding.log_transform is False
     w = windows(plain, 64)
     assert score_length(variant, w, FAST)["loss"] != score_length(plain, w, FAST)["loss"]
-    with pytest.raises(EvalError, match="change the model's parameters"):
+    with pytest.raises(EvalError, match="changes the model's parameters"):
         load_run(runs["fire"], encoding_options={"mlp_width": 8})
 
 
