@@ -10,11 +10,12 @@
 
 Re-running skips finished runs, resumes interrupted ones and reuses evaluations already
 made. An evaluation of some runs merges into the results folder: rows of runs it did not
-evaluate are kept. A failed run is reported with its log and the others go on; the exit code
+evaluate are kept, and a table that would lose a cell is refused (unless --prune). A failed run is reported with its log and the others go on; the exit code
 is 1 if any failed, 143 after a SIGTERM (the run in training saved a checkpoint; the same
 command resumes). Under a SLURM job array the shard comes from SLURM_ARRAY_TASK_ID, _MIN,
-_STEP and _COUNT, whatever the array's base and step (scripts/sweep.sbatch). A sharded
-worker only trains; evaluation runs without --shard (or with --eval_only).
+_STEP and _COUNT, whatever the array's base and step (scripts/sweep.sbatch); the runs are dealt
+out to the shards by their estimated FLOPs. A sharded worker only trains; evaluation runs once,
+without --shard, when the workers are done.
 """
 
 import os
@@ -42,6 +43,9 @@ flags.DEFINE_string("shard", None, "I/N, I from 0: train only worker I's share o
 flags.DEFINE_string("only", None, "Only these runs: comma-separated ROW, ROW:SEED or run-name globs (fire/*_L512_*).")
 flags.DEFINE_bool("eval_only", False, "Evaluate and aggregate the finished runs; train nothing.")
 flags.DEFINE_bool("train_only", False, "Train the runs; do not evaluate.")
+flags.DEFINE_bool(
+    "prune", False, "Let the table drop cells no run of the sweep gives any more (per_run/ keeps their rows)."
+)
 flags.mark_flag_as_required("sweep")
 FLAGS = flags.FLAGS
 
@@ -64,7 +68,14 @@ def main(argv):
     sweep = load_sweep(FLAGS.sweep)
     specs = expand(sweep)
     index, count = parse_shard(FLAGS.shard)
-    mine = select(shard_of(specs, index, count), FLAGS.only)
+    if FLAGS.eval_only and (FLAGS.train_only or count > 1):
+        why = "--train_only" if FLAGS.train_only else f"a shard ({index}/{count}, from --shard or a job array)"
+        raise SweepError(f"--eval_only with {why} would do nothing: evaluation is not sharded; run --eval_only "
+                         f"once, without --shard or a job array, when the workers are done.")  # fmt: skip
+    # The runs are dealt out by their estimated FLOPs, so that the shards take about as long.
+    mine = shard_of(select(specs, FLAGS.only), index, count, cost=lambda spec: plan.estimate(spec).flops)
+    if count > 1:
+        log(f"Shard {index}/{count}: {len(mine)} run(s).")
     if FLAGS.dry_run:
         device = plan.parse_device(FLAGS.device_memory) if FLAGS.device_memory else None
         too_big = plan.dry_run(mine, log, memory=FLAGS.memory, device=device, measure=FLAGS.measure_step,
@@ -74,11 +85,13 @@ def main(argv):
         for spec in mine:
             print(spec.shell_command())
         return None
+    evaluating = count == 1 and not FLAGS.train_only  # a sharded worker only trains
     output_dir = FLAGS.output_dir or sweep.output_dir
-    results.check_output_dir(output_dir, sweep.name)
+    if evaluating:
+        results.check_output_dir(output_dir, sweep.name)  # before any training: a folder it may not write
     outcome = {} if FLAGS.eval_only else runner.train_runs(mine, log)  # a SIGTERM ends it: exit 143
-    if count == 1 and not FLAGS.train_only:
-        results.evaluate_runs(sweep, specs, log, output_dir=output_dir, only=mine)
+    if evaluating:
+        results.evaluate_runs(sweep, specs, log, output_dir=output_dir, only=mine, prune=FLAGS.prune)
     failures = runner.summary(outcome, mine)
     if failures:
         print(failures, file=sys.stderr)

@@ -25,24 +25,27 @@ def one_line(text) -> str:
     return " ".join(str(text).split())
 
 
-def fail(message) -> NoReturn:
-    """Prints ``error: MESSAGE`` (one line) on stderr and exits with code 2.
+def fail(message, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """Prints ``error: MESSAGE`` (one line) on stderr and exits with ``code`` (2; a
+    :class:`~fire.errors.UserError` may carry its own ``exit_code``, e.g. 75 for a workdir
+    another process holds).
 
     Library log records after it are dropped: the storage libraries log their shutdown at
     INFO (one record per closed store), which on a loaded machine can land after the line."""
     print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
     py_logging.disable(py_logging.CRITICAL)
-    sys.exit(EXIT_USER_ERROR)
+    sys.exit(code)
 
 
 def report_user_errors(main: Callable[[], object]):
-    """Runs ``main()``; a :class:`~fire.errors.UserError` prints ``error: ...`` and exits 2,
-    Ctrl-C prints ``interrupted`` and exits 130, :class:`~fire.errors.Preempted` prints
-    ``preempted: ...`` and exits 143 (no traceback in any case)."""
+    """Runs ``main()``; a :class:`~fire.errors.UserError` prints ``error: ...`` and exits 2 (or
+    its ``exit_code``: 75 when another process holds the workdir), Ctrl-C prints
+    ``interrupted`` and exits 130, :class:`~fire.errors.Preempted` prints ``preempted: ...``
+    and exits 143 (no traceback in any case)."""
     try:
         return main()
     except UserError as e:
-        fail(e)
+        fail(e, getattr(e, "exit_code", EXIT_USER_ERROR))
     except Preempted as e:
         print(one_line(f"preempted: {e}"), file=sys.stderr, flush=True)
         sys.exit(EXIT_PREEMPTED)

@@ -115,20 +115,39 @@ class Workdir:
             raise WorkdirError(f"{self.config} cannot be read: {e.strerror or e}.") from None
         except ValueError as e:
             raise WorkdirError(
-                f"{self.config} is not valid JSON ({e}): the file is damaged (cut short?). Restore it, "
-                f"or re-create it by running the run's train.py command again."
+                f"{self.config} is not valid JSON ({e}): the file is damaged. Restore it (a sweep's results "
+                f"folder keeps a copy in train_logs/RUN/config.json), or move the workdir aside to train afresh."
             ) from None
         if not isinstance(config, dict):
             raise WorkdirError(f"{self.config} does not hold a config (a JSON object): the file is damaged.")
         return config
 
     def write_run_info(self, config) -> None:
-        """``config.json`` and ``code_version.json``."""
+        """``config.json`` and ``code_version.json``, each replaced atomically (a kill or a full
+        disk leaves the old file or the new one, never half of one)."""
         os.makedirs(self.path, exist_ok=True)
-        with open(self.config, "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        with open(self.code_version, "w") as f:
-            json.dump(code_version(), f, indent=2)
+        write_atomic(self.config, config.to_json_best_effort(indent=2))
+        write_atomic(self.code_version, json.dumps(code_version(), indent=2))
+
+
+def write_atomic(path: str, text: str) -> None:
+    """``text`` into ``path`` through a temporary file renamed over it."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+
+
+class WorkdirBusy(WorkdirError):
+    """Another live process holds the workdir (or the results folder). The command lines exit
+    with 75 (``EX_TEMPFAIL``: try again later), so a scheduler or a sweep can tell it from a
+    failure."""
+
+    exit_code = 75
 
 
 @contextlib.contextmanager
@@ -140,37 +159,72 @@ def exclusive(workdir: str, log: Callable[[str], None] = print):
     run leaves nothing in it).
 
     Raises:
-      WorkdirError: another live process holds the lock (named by its pid and host), or the
-        folder cannot be created or written.
+      WorkdirBusy: another live process holds the lock (named by its pid and host).
+      WorkdirError: the folder cannot be created or written.
     """
     paths = Workdir(workdir)
     paths.check_usable()
     created = not os.path.isdir(paths.path)
+    busy = lambda holder: WorkdirBusy(
+        f"The workdir {paths.path} is in use by another training process ({holder}); wait for it to finish, "
+        f"or stop it, or use another --workdir."
+    )
     try:
-        os.makedirs(paths.path, exist_ok=True)
-        fd = _locked(paths.lock_file)
-    except OSError as e:
-        raise WorkdirError(f"Cannot use the workdir {paths.path}: {e.strerror or e}.") from None
-    try:
-        stale = os.read(fd, 4096).decode(errors="replace").strip()
-        if stale:
-            log(f"Took over the lock of {paths.path} from a process that is no longer running ({_holder(stale)}).")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.time())).encode(), 0)
-        os.fsync(fd)
-        yield paths
+        with _held(paths.lock_file, busy, log, f"the lock of {paths.path}"):
+            yield paths
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(paths.lock_file)  # while still holding the lock: no one can take this file
-        os.close(fd)
         if created:
             with contextlib.suppress(OSError):
                 os.rmdir(paths.path)  # only if empty: a start that failed before writing anything
 
 
-def _locked(path: str) -> int:
-    """An fd of ``path`` holding its exclusive lock (``flock``), or WorkdirError naming the
-    holder. Retries if the file was replaced between open and lock (its holder removed it)."""
+RESULTS_LOCK = ".lock"  # in a results folder, while a command writes there
+
+
+@contextlib.contextmanager
+def results_lock(folder: str, log: Callable[[str], None] = print):
+    """Holds a results folder (``folder/.lock``) while one command reads, merges and rewrites its
+    tables, so that two evaluations into one folder cannot each drop the other's rows.
+
+    Raises:
+      WorkdirBusy: another live process is writing there (named by its pid and host).
+      WorkdirError: the folder cannot be created or written.
+    """
+    busy = lambda holder: WorkdirBusy(
+        f"The results folder {folder} is being written by another process ({holder}); wait for it to finish, "
+        f"or use another output folder."
+    )
+    with _held(os.path.join(folder, RESULTS_LOCK), busy, log, f"the results folder {folder}"):
+        yield
+
+
+@contextlib.contextmanager
+def _held(lock_file: str, busy: Callable[[str], WorkdirError], log: Callable[[str], None], what: str):
+    """An exclusive ``flock`` on ``lock_file`` holding this process's pid, host and start time,
+    released and the file removed on any exit; a file left by a process that died is taken over
+    with a message."""
+    try:
+        os.makedirs(os.path.dirname(lock_file), exist_ok=True)
+        fd = _locked(lock_file, busy)
+    except OSError as e:
+        raise WorkdirError(f"Cannot use {os.path.dirname(lock_file)}: {e.strerror or e}.") from None
+    try:
+        stale = os.read(fd, 4096).decode(errors="replace").strip()
+        if stale:
+            log(f"Took over {what} from a process that is no longer running ({_holder(stale)}).")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(dict(pid=os.getpid(), host=socket.gethostname(), since=time.time())).encode(), 0)
+        os.fsync(fd)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_file)  # while still holding the lock: no one can take this file
+        os.close(fd)
+
+
+def _locked(path: str, busy: Callable[[str], WorkdirError]) -> int:
+    """An fd of ``path`` holding its exclusive lock (``flock``), else ``busy(holder)`` raised.
+    Retries if the file was replaced between open and lock (its holder removed it)."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -179,10 +233,7 @@ def _locked(path: str) -> int:
             holder = os.read(fd, 4096).decode(errors="replace").strip()
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                raise WorkdirError(
-                    f"The workdir {os.path.dirname(path)} is in use by another training process "
-                    f"({_holder(holder)}); wait for it to finish, or stop it, or use another --workdir."
-                ) from None
+                raise busy(_holder(holder)) from None
             raise
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -190,26 +241,6 @@ def _locked(path: str) -> int:
         except FileNotFoundError:
             pass
         os.close(fd)  # locked a file its holder removed meanwhile: lock the current one
-
-
-def lock_holder(workdir: str):
-    """Who holds the workdir's lock right now (``pid 123 on host h since ...``), or None if no
-    live process does. Takes the lock for an instant to find out; never creates the file."""
-    try:
-        fd = os.open(Workdir(workdir).lock_file, os.O_RDWR)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            return _holder(os.read(fd, 4096).decode(errors="replace").strip())
-        return None
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def _holder(text: str) -> str:

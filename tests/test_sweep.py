@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import write_corpus
 
 from fire.sweeps import SweepError, expand, load_sweep, parse_shard, results, run_config, runner, select, shard_of
 from fire.training import train
@@ -35,12 +34,6 @@ def get_config():
     c.output_dir = {out!r}
     return c
 """
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpus")
-    return write_corpus(root, (("train", 3), ("validation", 2)), 600)
 
 
 def write_sweep(tmp_path, corpus, name="demo", pes=("alibi", "rope_pi"), extra="", variants="{}",
@@ -83,6 +76,47 @@ def test_bad_sweeps_fail_in_one_line(tmp_path, corpus):
     results.check_output_dir(str(out), "first")
     with pytest.raises(SweepError, match="holds the results of sweep 'first'"):
         results.check_output_dir(str(out), "second")
+    (tmp_path / "evaluated").mkdir()
+    (tmp_path / "evaluated" / "results.json").write_text("[]")  # an eval_length.py folder, say
+    with pytest.raises(SweepError, match=r"holds files of no sweep \(results.json\): its tables would be replaced"):
+        results.check_output_dir(str(tmp_path / "evaluated"), "first")
+    (out / "sweep.json").write_text('{"swe')
+    with pytest.raises(SweepError, match="cannot be read, so the folder's sweep is unknown"):
+        results.check_output_dir(str(out), "first")
+    bad_variants = [
+        ("[('pi', dict(rows=['rope'], pe='rope_pi'))]", "rows names 'rope', which the sweep does not train"),
+        ("[('pi', dict(row=['alibi'], pe='rope_pi'))]", "unknown field.*Did you mean rows"),
+        ("[('nothing', dict(rows=['alibi']))]", "changes nothing"),
+        ("[('two', dict(rows=['alibi', 'rope_pi'], pe='rope'))]", "one source row"),
+        ("[('alibi', dict(rows=['rope_pi'], pe='rope'))]", "trains a row 'alibi' already"),
+        ("[('cap', dict(rows=['alibi'], encoding=dict(normaliser_cap=8)))]", "pe=alibi has no option"),
+        ("[('a b', dict(rows=['alibi'], pe='nope'))]", "the name must be letters"),
+    ]
+    for k, (variants, message) in enumerate(bad_variants):
+        with pytest.raises(SweepError, match=message):  # refused at expansion: before anything trains
+            expand(load_sweep(write_sweep(tmp_path, corpus, name=f"v{k}", eval_variants=variants)))
+
+
+@pytest.mark.slow  # 24 s: the paper sizes' parameters, counted abstractly
+def test_shards_balance_the_sweep_s_flops():
+    """Most costly first onto the least loaded worker: the paper sweep (8 runs of each of four
+    sizes) on 8 workers gives each worker one run of each size, where every 8th run would give
+    two workers all the large runs at 2048; on 7 workers one shard must take two of them (10%
+    over the mean)."""
+    from fire.sweeps import plan
+
+    specs = expand(load_sweep(os.path.join(REPO, "configs", "sweeps", "paper.py")))
+    by_shape = {}  # runs of one size and training length cost the same: estimate one of each
+    for spec in specs:
+        by_shape.setdefault((spec.size, spec.train_len), plan.estimate(spec).flops)
+    cost = lambda spec: by_shape[spec.size, spec.train_len]
+    for workers in (7, 8):
+        shards = [shard_of(specs, i, workers, cost) for i in range(workers)]
+        assert sorted(s.name for shard in shards for s in shard) == sorted(s.name for s in specs)
+        loads = [sum(map(cost, shard)) for shard in shards]
+        assert max(loads) == min(loads) if workers == 8 else max(loads) <= 1.15 * sum(loads) / workers
+    every_8th = [sum(map(cost, specs[i::8])) for i in range(8)]
+    assert max(every_8th) > 2 * sum(every_8th) / 8  # what plain every-8th sharding did
 
 
 def cli(*args):
@@ -255,7 +289,7 @@ def test_the_sweep_progress_line_reads_the_run_s_metrics(tmp_path, corpus, monke
 def test_the_sbatch_script_renders_and_its_array_tasks_cover_the_sweep(tmp_path, corpus):
     script = os.path.join(REPO, "scripts", "sweep.sbatch")
     directives = [line.split()[1] for line in open(script) if line.startswith("#SBATCH")]
-    assert "--signal=B:TERM@300" in directives and "--requeue" in directives
+    assert "--signal=B:USR1@300" in directives and "--requeue" in directives
     assert all(d.startswith("--") for d in directives)
     path = write_sweep(tmp_path, corpus, pes=("alibi", "nope"))
     taken = []
@@ -266,6 +300,34 @@ def test_the_sbatch_script_renders_and_its_array_tasks_cover_the_sweep(tmp_path,
         assert out.returncode == 0, out.stdout + out.stderr
         taken += [line.split(" | ")[0].split("] ")[1] for line in out.stdout.splitlines() if line.startswith("[")]
     assert sorted(taken) == sorted(s.name for s in expand(load_sweep(path)))
+
+
+@pytest.mark.parametrize("signal_name, requeued", [("USR1", True), ("TERM", False)])
+def test_the_sbatch_script_requeues_at_the_time_limit_but_not_on_a_cancel(tmp_path, signal_name, requeued):
+    """SLURM's USR1 before the time limit: sweep.py gets a SIGTERM, saves (exit 143) and the task
+    requeues itself; a SIGTERM (scancel) is passed on the same way and not requeued."""
+    import signal
+    import time
+
+    fake_python = tmp_path / "python"  # a sweep.py that saves and exits 143 when it gets SIGTERM
+    fake_python.write_text("#!/bin/bash\ntrap 'sleep 0.2; exit 143' TERM\necho ready > \"$READY\"\n"
+                           "for i in $(seq 600); do sleep 0.1; done\n")  # fmt: skip
+    fake_scontrol = tmp_path / "scontrol"
+    fake_scontrol.write_text('#!/bin/bash\necho "$@" >> "$CALLS"\n')
+    for f in (fake_python, fake_scontrol):
+        f.chmod(0o755)
+    ready, calls = tmp_path / "ready", tmp_path / "calls"
+    env = {**os.environ, "PYTHON": str(fake_python), "SCONTROL": str(fake_scontrol), "READY": str(ready),
+           "CALLS": str(calls), "SLURM_SUBMIT_DIR": REPO, "SLURM_ARRAY_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "3"}  # fmt: skip
+    task = subprocess.Popen(["bash", os.path.join(REPO, "scripts", "sweep.sbatch")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    task.send_signal(getattr(signal, f"SIG{signal_name}"))
+    output = task.communicate(timeout=30)[0]
+    assert task.returncode == 143, output
+    assert (calls.read_text() if calls.exists() else "") == ("requeue 77_3\n" if requeued else ""), output
 
 
 # ------------------------------------------------------------------ trained runs, shared
@@ -317,14 +379,14 @@ def test_a_partial_evaluation_merges_into_the_results_without_losing_a_row(train
     after = json.loads((out / "results.json").read_text())
     in_order = lambda rows: sorted(rows, key=lambda r: (r["row"], r.get("run") or "", r["eval_len"]))
     assert in_order(after["runs"]) == in_order(before["runs"]) and in_order(again) == in_order(full)  # all kept
-    assert "20 rows: 2 evaluated now, the rest kept" in lines[-1]
+    assert "20 rows: 2 from the runs evaluated now, the rest kept" in lines[-1]
 
     # A selection (--only) re-scores only its runs.
     shutil.rmtree(tmp_path / "runs")
     shutil.move(tmp_path / "runs_elsewhere", tmp_path / "runs")
     lines.clear()
     results.evaluate_runs(sweep, specs, log=lines.append, only=select(specs, "rope:1"))
-    assert "20 rows: 4 evaluated now" in lines[-1]  # rope s1 and its pi_from_rope row, at 2 lengths
+    assert "20 rows: 4 from the runs evaluated now" in lines[-1]  # rope s1 and its pi_from_rope row, at 2 lengths
 
     # Provenance: each command that wrote, each row's code and machine, the runs' training logs.
     entries = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
@@ -334,12 +396,25 @@ def test_a_partial_evaluation_merges_into_the_results_without_losing_a_row(train
     logs = sorted(os.listdir(out / "train_logs" / "rope" / "tiny_L32_s1"))  # train.log: where a sweep trained it
     assert logs == ["code_version.json", "config.json", "metrics.jsonl"]
 
-    # A table that would lose rows (per_run/ gone) is refused, and nothing is written.
+    # Another process writing to the folder holds it: a second evaluation is refused at once.
+    from fire.workdir import WorkdirBusy, results_lock
+
+    with results_lock(str(out)):
+        with pytest.raises(WorkdirBusy, match="is being written by another process"):
+            results.evaluate_runs(sweep, specs, log=lambda _: None)
+
+    # A table that would lose cells (per_run/ gone, rope's runs gone) is refused before any
+    # compute, and nothing is written; --prune drops them, saying so.
     shutil.rmtree(out / "per_run")
     shutil.rmtree(tmp_path / "runs" / "rope")
-    with pytest.raises(SweepError, match="would drop them"):
+    with pytest.raises(SweepError, match=r"would drop 8 cell\(s\) of .* in row\(s\) rope, pi_from_rope"):
         results.evaluate_runs(sweep, specs, log=lambda _: None)
-    assert json.loads((out / "results.json").read_text()) == after
+    assert json.loads((out / "results.json").read_text()) == after and not (out / "per_run").exists()
+    lines.clear()
+    results.evaluate_runs(sweep, specs, log=lines.append, prune=True)
+    assert any(line.startswith("--prune: dropping 8 cell(s)") for line in lines), lines
+    pruned = json.loads((out / "results.json").read_text())["runs"]
+    assert {r["row"] for r in pruned} == {"alibi", "rope_pi", "rope_pi [pi2]"}
 
 
 @pytest.mark.slow
@@ -354,8 +429,7 @@ def test_evaluation_variants_are_rows_of_their_own(trained, tmp_path, corpus):
     for L in (32, 64):
         np.testing.assert_allclose(rows["pi_from_rope", L]["loss"], rows["rope_pi", L]["loss"], rtol=1e-6)
     assert rows["pi_from_rope", 64]["loss"] != rows["rope", 64]["loss"]  # past the training length it interpolates
-    with pytest.raises(SweepError, match="names its own row, and the sweep trains a row 'rope_pi'"):
-        results.table_rows({"eval_variants": [("rope_pi", dict(rows=["rope"], pe="rope_pi"))]}, specs)
+    # (A pe variant named as a trained row is refused at expansion: test_bad_sweeps_fail_in_one_line.)
 
 
 @pytest.mark.slow
@@ -367,12 +441,13 @@ def test_a_run_another_worker_holds_or_finished_is_not_a_failure(trained, tmp_pa
     lines = []
     with exclusive(spec.workdir, log=lambda _: None):  # as a live trainer on another worker would
         assert runner.train_runs([spec], log=lines.append) == {spec.name: "busy"}
-    assert "in training by another process (pid" in lines[-1] and "FAILED" not in "".join(lines)
+    assert "in training by another process (its holder is named in" in lines[-1] and "FAILED" not in "".join(lines)
+    assert "in use by another training process (pid" in open(os.path.join(spec.workdir, "train.log")).read()
 
-    # Another worker finishes the run while this one's train.py fails (e.g. refused the workdir).
+    # Another worker finishes the run while this one's train.py is refused the workdir (exit 75).
     finisher = tmp_path / "finisher.sh"
     finished = trained[0] / "runs" / "alibi" / "tiny_L32_s0"
-    finisher.write_text(f"#!/bin/sh\ncp -r {finished}/. {spec.workdir}/\nexit 2\n")
+    finisher.write_text(f"#!/bin/sh\ncp -r {finished}/. {spec.workdir}/\nexit 75\n")
     finisher.chmod(0o755)
     lines.clear()
     assert runner.train_runs([spec], log=lines.append, python=str(finisher)) == {spec.name: "done elsewhere"}

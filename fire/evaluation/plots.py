@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
+from fire.evaluation import report
+
 
 def write_plots(output_dir: str, rows: list, biases: dict) -> list:
     """Writes the figures that have data; returns their file names."""
@@ -34,7 +36,7 @@ def write_plots(output_dir: str, rows: list, biases: dict) -> list:
 
 
 def _save(fig, output_dir, name, written):
-    fig.savefig(os.path.join(output_dir, name), dpi=120, bbox_inches="tight")
+    report.save_figure(fig, os.path.join(output_dir, name))
     written.append(name)
 
 

@@ -13,6 +13,7 @@ import math
 import os
 
 from fire.utils import format_count
+from fire.workdir import write_atomic
 
 CONTRACT = ("run", "pe", "train_len", "eval_len", "protocol", "n_tokens", "loss", "ppl", "bits_per_byte")
 COLUMNS = CONTRACT + (
@@ -63,10 +64,10 @@ def read_results(output_dir: str) -> list:
     ]
 
 
-def write_atomic(path: str, text: str):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
+def save_figure(fig, path: str) -> None:
+    """A matplotlib figure as a PNG, replaced atomically (a reader never sees half an image)."""
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, path)
 
 

@@ -90,12 +90,14 @@ def cost_line(rows: list, cost: dict) -> str:
             f"included, rows reused from earlier evaluations count their first time).")  # fmt: skip
 
 
-def markdown(rows: list, table: list, sweep_name: str, row_of: dict, cost: dict) -> str:
+def markdown(rows: list, table: list, sweep_name: str, row_of: dict, cost: dict, missing=()) -> str:
     """One table per (size, training length); the best mean of each column in bold; the
-    measured cost of the sweep."""
+    measured cost of the sweep; the runs not in it yet."""
     lines = [f"# Sweep {sweep_name}: log-perplexity by evaluation length", "",
              "Cells: mean ± sample standard deviation over seeds (n seeds) of the log-perplexity in nats "
              "per token; the best mean of each column is bold.", "", cost_line(rows, cost), ""]  # fmt: skip
+    if missing:
+        lines += [f"Not in the table yet ({len(missing)} run(s) without rows): {', '.join(missing)}.", ""]
     for size, train_len in dict.fromkeys((a["size"], a["train_len"]) for a in table):
         group = [a for a in table if (a["size"], a["train_len"]) == (size, train_len)]
         lengths = sorted({a["eval_len"] for a in group})
@@ -145,11 +147,11 @@ def length_curve(table: list) -> Figure:
     return fig
 
 
-def write(output_dir: str, rows: list, row_of: dict, table: list, sweep_name: str, cost: dict) -> list:
-    """Writes the sweep's results files; returns their names."""
+def write(output_dir: str, rows: list, row_of: dict, table: list, sweep_name: str, cost: dict, missing=()) -> list:
+    """Writes the sweep's results files, each replaced atomically; returns their names."""
     per_seed = seed_rows(rows, row_of)
     files = {
-        "results.md": markdown(rows, table, sweep_name, row_of, cost),
+        "results.md": markdown(rows, table, sweep_name, row_of, cost, missing),
         "results.csv": _csv(per_seed + table, COLUMNS),
         "results.json": json.dumps(
             {"runs": [report.finite(r) for r in per_seed], "aggregates": [report.finite(a) for a in table]}, indent=1
@@ -158,6 +160,6 @@ def write(output_dir: str, rows: list, row_of: dict, table: list, sweep_name: st
     for name, text in files.items():
         report.write_atomic(os.path.join(output_dir, name), text)
     if any(a["loss"] is not None for a in table):
-        length_curve(table).savefig(os.path.join(output_dir, "length_curve.png"), dpi=120, bbox_inches="tight")
+        report.save_figure(length_curve(table), os.path.join(output_dir, "length_curve.png"))
         return [*files, "length_curve.png"]
     return list(files)

@@ -30,7 +30,7 @@ from fire.evaluation.runs import EvalError, check_runs, load_run
 from fire.sweeps import aggregate
 from fire.sweeps.runner import status
 from fire.sweeps.spec import RunSpec, SweepError, eval_settings, named_pairs
-from fire.workdir import CODE_VERSION, CONFIG, LOG, METRICS, Workdir
+from fire.workdir import CODE_VERSION, CONFIG, LOG, METRICS, Workdir, results_lock, write_atomic
 
 MARKER = "sweep.json"
 PER_RUN = "per_run"
@@ -38,22 +38,31 @@ TRAIN_LOGS = "train_logs"
 
 
 def check_output_dir(output_dir: str, sweep_name: str) -> None:
-    """The results folder belongs to one sweep: refuse another's, claim a new one."""
+    """The results folder belongs to one sweep: claim a missing or empty one, accept this
+    sweep's, refuse another sweep's or a folder holding anything else.
+
+    Raises:
+      SweepError: naming the folder and what to do."""
     marker = os.path.join(output_dir, MARKER)
     if os.path.exists(marker):
         try:
             with open(marker) as f:
-                owner = json.load(f).get("sweep")
-        except (OSError, ValueError, AttributeError):
-            raise SweepError(f"{marker} cannot be read: the folder's owner is unknown; choose another output_dir.")
+                owner = json.load(f)["sweep"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SweepError(f"{marker} cannot be read, so the folder's sweep is unknown: if the folder is "
+                             f"{sweep_name!r}'s, write {{\"sweep\": \"{sweep_name}\"}} into it; else choose "
+                             f"another --output_dir.") from None  # fmt: skip
         if owner != sweep_name:
             raise SweepError(f"{output_dir} holds the results of sweep {owner!r}, not {sweep_name!r}: "
                              f"choose another output_dir (--output_dir).")  # fmt: skip
         return
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        found = ", ".join(sorted(os.listdir(output_dir))[:5])
+        raise SweepError(f"{output_dir} holds files of no sweep ({found}): its tables would be replaced. Choose "
+                         f"another --output_dir, or an empty or new folder.")  # fmt: skip
     try:
         os.makedirs(output_dir, exist_ok=True)
-        with open(marker, "w") as f:
-            json.dump({"sweep": sweep_name}, f)
+        write_atomic(marker, json.dumps({"sweep": sweep_name}))
     except OSError as e:
         raise SweepError(f"cannot write to the output folder {output_dir}: {e.strerror or e}.") from None
 
@@ -80,14 +89,9 @@ def table_rows(sweep, specs: list) -> list:
     that sets encoding options is ``ROW [NAME]``. ``"train_len"`` in an option stands for the
     run's training length.
 
-    Raises:
-      SweepError: a ``pe`` variant named like a row the sweep trains."""
+    The variants are checked when the sweep is expanded (``fire.sweeps.spec.check_eval_variants``)."""
     trained = list(dict.fromkeys(spec.row for spec in specs))
     variants = named_pairs(sweep.get("eval_variants"))
-    for name, v in variants:
-        if v.get("pe") and name in trained:
-            raise SweepError(f"eval variant {name!r} sets pe, so it names its own row, and the sweep trains a row "
-                             f"{name!r} already: give the variant another name.")  # fmt: skip
     out = []
     for row in trained:
         runs = [spec for spec in specs if spec.row == row]
@@ -101,15 +105,23 @@ def table_rows(sweep, specs: list) -> list:
     return out
 
 
-def evaluate_runs(sweep, specs: list, log: Callable = print, output_dir: Optional[str] = None, only=None) -> list:
+def evaluate_runs(
+    sweep, specs: list, log: Callable = print, output_dir: Optional[str] = None, only=None, prune: bool = False
+) -> list:
     """Length-sweeps the finished runs among ``only`` (default: all of ``specs``) and their
     evaluation-time variants into ``output_dir/per_run`` (default: the sweep's output_dir),
     then rebuilds the table from every row there that belongs to the sweep. Returns the
-    aggregate rows.
+    aggregate rows. The folder is held for this process meanwhile.
+
+    A cell of the folder's table (row, size, training length, evaluation length, seed) that
+    neither ``per_run/`` nor this evaluation would give again (its run left the sweep, the
+    protocol or lengths changed, ``per_run/`` was deleted) is never dropped silently: the
+    evaluation is refused before any compute, unless ``prune`` (then the dropped cells are
+    logged; ``per_run/`` keeps its rows).
 
     Raises:
-      SweepError: a variant a run cannot take, or a table that would lose rows of the
-        sweep's runs (per_run/ lacking rows that the folder's results.json has).
+      SweepError: a variant a run cannot take, or cells the table would lose.
+      WorkdirBusy: another process is writing to the folder.
     """
     output_dir = output_dir or sweep.output_dir
     given = eval_settings(sweep)
@@ -118,67 +130,81 @@ def evaluate_runs(sweep, specs: list, log: Callable = print, output_dir: Optiona
     lengths = lambda spec: given["lengths"] or [spec.train_len * k for k in given["factors"]]
     rows = table_rows(sweep, specs)
     row_of = {r.label: (r.row, r.spec) for r in rows}
+    cell = lambda row, spec, L: (row, spec.size, spec.train_len, L, spec.seed)
     chosen = {s.name for s in (only if only is not None else specs)}
     done = {s.name for s in specs if s.name in chosen and status(s) == "done"}
-    plan = []
-    for r in rows:
-        if r.spec.name not in done:
-            continue
-        try:
-            run = load_run(r.spec.workdir, encoding_options=r.options, pe=r.pe)
-        except EvalError as e:
-            raise SweepError(f"row {r.row!r}: {e}") from None
-        run.label = r.label
-        plan += [(run, L) for L in lengths(r.spec)]
-    per_run_dir = os.path.join(output_dir, PER_RUN)
-    if plan:
-        check_runs(list({id(run): run for run, _ in plan}.values()))
-        evaluate(plan, settings, per_run_dir, log=log)
-        copy_train_logs(output_dir, [s for s in specs if s.name in done])
-    else:
-        log(f"No finished run to evaluate here; the table is rebuilt from the rows in {per_run_dir}.")
     wanted = {(r.label, os.path.abspath(r.spec.workdir), L) for r in rows for L in lengths(r.spec)}
-    order = {label: i for i, label in enumerate(row_of)}  # the table's row order, whoever scored a row
-    scored = sorted(
-        (r for r in report.read_results(per_run_dir)
-         if (r["label"], r["run_path"], r["eval_len"]) in wanted
-         and json.dumps(r.get("protocol_key"), sort_keys=True) == protocol_key),
-        key=lambda r: (order[r["label"]], r["eval_len"]),
-    )  # fmt: skip
-    if not scored:
-        log("No results to tabulate yet.")
-        return []
-    _check_nothing_lost(output_dir, scored, row_of, wanted)
-    table = aggregate.aggregate(scored, row_of)
-    in_table = {row_of[r["label"]][1].name for r in scored}
-    cost = training_cost(output_dir, [s for s in specs if s.name in in_table])
-    written = aggregate.write(output_dir, scored, row_of, table, sweep.name, cost)
-    provenance.record(output_dir, evaluated=sorted(done), rows_in_table=len(scored))
-    log(f"Wrote {', '.join(written)} to {output_dir} ({len(scored)} rows: {len(plan)} evaluated now, the rest kept)")
+    per_run_dir = os.path.join(output_dir, PER_RUN)
+
+    def sweep_rows() -> list:
+        """The rows of ``per_run/`` that are cells of this sweep's table, in the table's order."""
+        order = {label: i for i, label in enumerate(row_of)}
+        found = [r for r in report.read_results(per_run_dir) if (r["label"], r["run_path"], r["eval_len"]) in wanted
+                 and json.dumps(r.get("protocol_key"), sort_keys=True) == protocol_key]  # fmt: skip
+        return sorted(found, key=lambda r: (order[r["label"]], r["eval_len"]))
+
+    with results_lock(output_dir, log):
+        plan, planned = [], set()
+        for r in rows:
+            if r.spec.name not in done:
+                continue
+            try:
+                run = load_run(r.spec.workdir, encoding_options=r.options, pe=r.pe)
+            except EvalError as e:
+                raise SweepError(f"row {r.row!r}: {e}") from None
+            run.label = r.label
+            plan += [(run, L) for L in lengths(r.spec)]
+            planned |= {cell(r.row, r.spec, L) for L in lengths(r.spec)}
+        kept = {cell(*row_of[x["label"]], x["eval_len"]) for x in sweep_rows()}
+        _check_nothing_lost(output_dir, kept | planned, prune, log)
+        if plan:
+            check_runs(list({id(run): run for run, _ in plan}.values()))
+            evaluate(plan, settings, per_run_dir, log=log)
+            copy_train_logs(output_dir, [s for s in specs if s.name in done])
+        else:
+            log(f"No finished run to evaluate here; the table is rebuilt from the rows in {per_run_dir}.")
+        scored = sweep_rows()
+        if not scored:
+            log("No results to tabulate yet.")
+            return []
+        table = aggregate.aggregate(scored, row_of)
+        in_table = {row_of[r["label"]][1].name for r in scored}
+        missing = [s.name for s in specs if s.name not in in_table]
+        cost = training_cost(output_dir, [s for s in specs if s.name in in_table])
+        written = aggregate.write(output_dir, scored, row_of, table, sweep.name, cost, missing)
+        provenance.record(output_dir, evaluated=sorted(done), rows_in_table=len(scored), runs_missing=missing)
+    log(
+        f"Wrote {', '.join(written)} to {output_dir} ({len(scored)} rows: {len(plan)} from the runs evaluated now, the rest kept)"
+    )
+    if missing:
+        log(f"Not in the table yet: {len(missing)} run(s) with no rows here ({', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}): train them, then evaluate again.")  # fmt: skip
     return table
 
 
-def _check_nothing_lost(output_dir: str, scored: list, row_of: dict, wanted: set) -> None:
-    """Refuses to write a table that drops a (row, run, length) the folder's table has and the
-    sweep still names, because its per-run row is missing (per_run/ deleted or replaced)."""
+def _check_nothing_lost(output_dir: str, available: set, prune: bool, log: Callable) -> None:
+    """Refuses (before any compute) a table that would lose a cell of the folder's table, i.e.
+    one of ``results.json``'s rows that ``available`` (the cells the new table will have) lacks;
+    with ``prune`` the lost cells are logged instead."""
     try:
         with open(os.path.join(output_dir, "results.json")) as f:
-            earlier = json.load(f).get("runs", [])
-    except (OSError, ValueError, AttributeError):
+            earlier = json.load(f)["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no table yet (check_output_dir refuses a folder holding anything else)
+    lost = [r for r in earlier if (r["row"], r["size"], r["train_len"], r["eval_len"], r["seed"]) not in available]
+    if not lost:
         return
-    have = {(r["label"], r["eval_len"]) for r in scored}
-    labels = {(row, os.path.abspath(spec.workdir)): label for label, (row, spec) in row_of.items()}
-    lost = []
-    for r in earlier:
-        label = labels.get((r.get("row"), os.path.abspath(r.get("run") or "")))
-        if label is not None and (label, os.path.abspath(r["run"]), r["eval_len"]) in wanted:
-            if (label, r["eval_len"]) not in have:
-                lost.append(f"{r['row']} {r['run']} at {r['eval_len']}")
-    if lost:
-        raise SweepError(
-            f"{output_dir}/results.json has {len(lost)} row(s) that {PER_RUN}/ no longer holds (e.g. {lost[0]}); "
-            f"writing the table would drop them. Restore {PER_RUN}/ (e.g. from git), or use another --output_dir."
-        )
+    rows = list(dict.fromkeys(r["row"] for r in lost))
+    what = (f"{len(lost)} cell(s) of {output_dir}'s table, in row(s) {', '.join(rows)} (e.g. {lost[0]['row']} "
+            f"{lost[0]['size']} L{lost[0]['train_len']} seed {lost[0]['seed']} at {lost[0]['eval_len']})")  # fmt: skip
+    if prune:
+        log(f"--prune: dropping {what} from the table; {PER_RUN}/ keeps their rows.")
+        return
+    raise SweepError(
+        f"this evaluation would drop {what}: no row of the sweep's runs in {PER_RUN}/ gives them (their runs "
+        f"left the sweep, its protocol or lengths changed, or {PER_RUN}/ lost rows). Restore them (e.g. from git), "
+        f"write to another --output_dir, or pass --prune to drop them."
+    )
 
 
 def copy_train_logs(output_dir: str, specs: list) -> None:

@@ -24,8 +24,9 @@ from fire.errors import Preempted
 from fire.sweeps.plan import estimate
 from fire.sweeps.spec import RunSpec, run_config
 from fire.utils import format_duration
-from fire.workdir import Workdir, lock_holder
+from fire.workdir import Workdir, WorkdirBusy
 
+EXIT_BUSY = WorkdirBusy.exit_code  # train.py refused a workdir another process holds
 PROGRESS_EVERY_S = 30.0  # at most one progress line per run this often
 
 
@@ -41,8 +42,8 @@ def status(spec: RunSpec) -> str:
 
 def train_runs(specs: list, log: Callable = print, python: str = sys.executable) -> dict:
     """Trains every run not yet done, one after another; ``{name: outcome}`` with outcome
-    ``done``, ``failed``, ``busy`` (another process holds its workdir) or ``done elsewhere``
-    (another worker finished it meanwhile).
+    ``done``, ``failed``, ``busy`` (another process holds its workdir: train.py exited 75) or
+    ``done elsewhere`` (another worker finished it meanwhile).
 
     A failed run (non-zero exit) is reported with its log file and the others go on.
 
@@ -77,7 +78,7 @@ def train_runs(specs: list, log: Callable = print, python: str = sys.executable)
         message = {
             "done": f"done in {format_duration(time.perf_counter() - t0)}",
             "done elsewhere": "finished by another worker meanwhile",
-            "busy": f"in training by another process ({lock_holder(spec.workdir)}); left to it",
+            "busy": f"in training by another process (its holder is named in {paths.log}); left to it",
             "failed": f"FAILED (exit {code}); see {paths.log}",
         }[outcome[spec.name]]
         log(f"{head}: {message}")
@@ -85,13 +86,13 @@ def train_runs(specs: list, log: Callable = print, python: str = sys.executable)
 
 
 def _outcome(spec: RunSpec, code: int) -> str:
-    """What a run's exit code means once its workdir is looked at: another worker may have
-    finished it, or hold it (train.py refuses a workdir in use)."""
-    if status(spec) == "done":
-        return "done" if code == 0 else "done elsewhere"
-    if code != 0 and lock_holder(spec.workdir) is not None:
-        return "busy"
-    return "failed"
+    """What a run's exit code means: 0 done; ``EXIT_BUSY`` another process holds the workdir
+    (train.py refused it), which may have finished it meanwhile; anything else a failure,
+    unless the run is done all the same."""
+    finished = status(spec) == "done"
+    if code == EXIT_BUSY:
+        return "done elsewhere" if finished else "busy"
+    return "done" if code == 0 or finished else "failed"
 
 
 class SweepClock:
@@ -154,7 +155,7 @@ def _last_progress(path: str) -> Optional[dict]:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and record.get("steps_per_s") and "step" in record:
+        if isinstance(record, dict) and record.get("steps_per_s") and {"step", "tokens_per_s"} <= set(record):
             return record
     return None
 
@@ -182,6 +183,9 @@ def _train_child(command: list, out, on_wait: Callable = lambda: None, poll_s: f
                 break
             except subprocess.TimeoutExpired:
                 on_wait()
+    except KeyboardInterrupt:
+        child.wait()  # Ctrl-C reached the child too (one process group): it saves before the sweep stops
+        raise
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -40,7 +40,7 @@ import os
 import re
 import shlex
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import ml_collections
 
@@ -234,7 +234,55 @@ def expand(sweep) -> list:
                        workdir=os.path.join(sweep.runs_dir, name))  # fmt: skip
         run_config(spec)  # unknown keys and values the config refuses fail now, naming the run
         specs.append(spec)
+    check_eval_variants(sweep, specs)
     return specs
+
+
+EVAL_VARIANT_FIELDS = ("rows", "encoding", "pe")
+
+
+def check_eval_variants(sweep, specs: list) -> None:
+    """Each evaluation-time variant, before anything trains: a simple name, known fields, what it
+    changes (``pe`` and/or ``encoding`` options of that encoding), and the trained rows it is
+    evaluated on. A ``pe`` variant is a row of its own, named by the variant: it takes one
+    source row and a name no trained row has.
+
+    Raises:
+      SweepError: naming the variant and what to write instead.
+    """
+    from fire.encodings import UnknownEncodingError, resolved_options
+
+    trained = list(dict.fromkeys(spec.row for spec in specs))
+    for name, v in named_pairs(sweep.get("eval_variants")):
+        v = dict(v)
+        where = f"eval variant {name!r}"
+        if not _NAME.match(str(name)):
+            raise SweepError(f"{where}: the name must be letters, digits, '_', '.' or '-' (it names table rows).")
+        unknown = sorted(set(v) - set(EVAL_VARIANT_FIELDS))
+        if unknown:
+            hints = "".join(did_you_mean(k, EVAL_VARIANT_FIELDS, 1) for k in unknown)
+            raise SweepError(f"{where}: unknown field(s) {', '.join(unknown)}.{hints} Valid: rows, encoding, pe.")
+        if not v.get("pe") and not v.get("encoding"):
+            raise SweepError(f"{where} changes nothing: give pe=NAME (another encoding of the same parameters) "
+                             f"and/or encoding=dict(option=value).")  # fmt: skip
+        rows = list(v.get("rows") or trained)
+        for row in rows:
+            if row not in trained:
+                raise SweepError(f"{where}: rows names {row!r}, which the sweep does not train."
+                                 f"{did_you_mean(str(row), trained)} Trained rows: {', '.join(trained)}.")  # fmt: skip
+        if v.get("pe"):
+            if len(rows) != 1:
+                raise SweepError(f"{where} sets pe, so it is a row of its own: give it one source row "
+                                 f"(rows=[...]), not {len(rows)}.")  # fmt: skip
+            if name in trained:
+                raise SweepError(f"{where} sets pe, so it names its own row, and the sweep trains a row {name!r} "
+                                 f"already: give the variant another name.")  # fmt: skip
+        for row in rows:
+            pe = v.get("pe") or run_config(next(spec for spec in specs if spec.row == row)).pe
+            try:
+                resolved_options(pe, dict(v.get("encoding") or {}))
+            except UnknownEncodingError as e:
+                raise SweepError(f"{where}: {e}") from None
 
 
 def run_config(spec: RunSpec) -> ml_collections.ConfigDict:
@@ -267,7 +315,7 @@ def parse_shard(shard: Optional[str], environ=os.environ) -> tuple:
       SweepError: not ``I/N``, or ``I`` outside ``[0, N)``.
     """
     if not shard:
-        return slurm_shard(environ) if "SLURM_ARRAY_TASK_ID" in environ else (0, 1)
+        return slurm_shard(environ) if environ.get("SLURM_ARRAY_TASK_ID", "") != "" else (0, 1)
     try:
         index, count = (int(x) for x in shard.split("/"))
     except ValueError:
@@ -309,16 +357,28 @@ def slurm_shard(environ) -> tuple:
     index, rest = divmod(task - low, step) if step >= 1 else (-1, 0)
     consistent = "MAX" not in values or count is None or values["MAX"] == low + (count - 1) * step
     if count is None or rest or not 0 <= index < count or not consistent:
+        example = f"--array=0-{count - 1}" if count else "--array=0-N (N + 1 workers)"
         raise SweepError(
             f"the SLURM job array ({seen}) is not the progression MIN, MIN + STEP, ..., MAX of COUNT ids that shards "
-            f"need: submit it as --array=0-{(count or 8) - 1} (any base and step work), or pass --shard=I/N yourself."
+            f"need: submit it as {example} (any base and step work), or pass --shard=I/N yourself."
         )
     return index, count
 
 
-def shard_of(specs: list, index: int, count: int) -> list:
-    """Worker ``index`` of ``count`` takes every ``count``-th run: the shards cover each run once."""
-    return specs[index::count]
+def shard_of(specs: list, index: int, count: int, cost: Callable = lambda spec: 1.0) -> list:
+    """Worker ``index``'s runs of ``count`` workers, in the sweep's order.
+
+    The runs are dealt out most costly first, each to the worker with the least ``cost`` so
+    far (ties: the lowest index): longest-processing-time scheduling (Graham 1969), whose
+    slowest shard is within 4/3 of the best possible. Every run goes to exactly one worker, and
+    every worker computes the same assignment from the same sweep. With equal costs run ``k``
+    goes to worker ``k mod count``."""
+    costs = [cost(spec) for spec in specs]
+    loads, owner = [0.0] * count, {}
+    for k in sorted(range(len(specs)), key=lambda k: -costs[k]):  # stable: ties keep the sweep's order
+        worker = min(range(count), key=loads.__getitem__)
+        owner[k], loads[worker] = worker, loads[worker] + costs[k]
+    return [spec for k, spec in enumerate(specs) if owner[k] == index]
 
 
 def select(specs: list, only: Optional[str]) -> list:
@@ -342,9 +402,11 @@ def select(specs: list, only: Optional[str]) -> list:
             hits = [s.name for s in specs if s.row == item or fnmatch.fnmatchcase(s.name, item)]
         if not hits:
             rows = list(dict.fromkeys(s.row for s in specs))
+            example = f", e.g. {specs[0].name}" if specs else ""
             raise SweepError(
-                f"--only={item} names no run of the sweep.{did_you_mean(row, rows)} Rows: {', '.join(rows)}; "
-                f"an item is ROW, ROW:SEED or a run name (glob), e.g. {specs[0].name}."
+                f"--only={item} names no run of the sweep.{did_you_mean(row, rows)} Rows: {', '.join(rows)} (an "
+                f"evaluation-time variant is selected by the row it is evaluated on); an item is ROW, ROW:SEED or "
+                f"a run name (glob){example}."
             )
         chosen.update(hits)
     return [s for s in specs if s.name in chosen]
