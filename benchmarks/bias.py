@@ -65,8 +65,8 @@ def main(argv=None):
 
         def loss(params, table: bool):
             def bias_tiles(m):
-                distance = m.distance_bias(T) if table else None
-                return position_bias(m.bias_fn(T), positions_1xT, "dense", None, distance).causal_tiles
+                tables = m.distance_bias(T) if table else ()
+                return position_bias(m.bias_fn(T), positions_1xT, "dense", None, tables).causal_tiles
 
             tiles = enc.apply({"params": params}, method=bias_tiles)
             rows = causal_row_tiles(T, causal_bias_tile(T))

@@ -15,10 +15,15 @@ import math
 import re
 from typing import Any, Mapping, Optional
 
+from absl import flags
+
 from fire.errors import ConfigError
 from fire.utils import did_you_mean
 
 # ---------------------------------------------------------------- what a key accepts
+
+# A value's text is read as ml_collections reads --config.KEY=VALUE: with absl's parsers
+# (``0x10`` is an integer, ``t`` a boolean); each raises ValueError for text it cannot read.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +38,7 @@ class Integer:
         return integer and (value >= self.low or value == self.special)
 
     def parse(self, text: str) -> int:
-        return int(text)
+        return flags.IntegerParser().parse(text)
 
     def __str__(self) -> str:
         return f"an integer >= {self.low}" + ("" if self.special is None else f" or {self.special}")
@@ -57,7 +62,7 @@ class Number:
         return above and below
 
     def parse(self, text: str) -> float:
-        return float(text)
+        return flags.FloatParser().parse(text)
 
     def __str__(self) -> str:
         if self.high == math.inf:
@@ -88,15 +93,11 @@ class Choice:
 class Boolean:
     """True or False; on the command line also absl's spellings (``t``, ``1``, ``false`` ...)."""
 
-    SPELLINGS = {"true": True, "t": True, "1": True, "false": False, "f": False, "0": False}
-
     def accepts(self, value) -> bool:
         return isinstance(value, bool)
 
     def parse(self, text: str) -> bool:
-        if text.lower() not in self.SPELLINGS:
-            raise ValueError(text)
-        return self.SPELLINGS[text.lower()]
+        return flags.BooleanParser().parse(text)
 
     def __str__(self) -> str:
         return "True or False"

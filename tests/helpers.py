@@ -59,3 +59,28 @@ def final_params(config, workdir):
     state, _ = checkpointer.restore(checkpointer.latest_step(), run.abstract_state)
     checkpointer.close()
     return jax.tree_util.tree_leaves(jax.device_get(state["params"]))
+
+
+def smoke_config(corpus, pe="fire", **overrides):
+    """8 steps of the micro model on one device on ``corpus`` (batch 8, a log line and metrics
+    every step, checkpoints at 4 and 8, no validation before the end); ``overrides`` are dotted
+    keys (``{'mesh.data': 2}``)."""
+    from configs import lm
+    from fire.config import set_dotted
+
+    config = lm.get_config(f"pe={pe},data=text_dir,smoke")
+    config.data.path, config.data.data_dir = str(corpus), str(corpus / "_cache")
+    config.update(batch_size=8, num_steps=8, log_every=1, eval_every=0, checkpoint_every=4)
+    config.mesh.data = 1
+    for key, value in overrides.items():
+        set_dotted(config, key, value)
+    return config
+
+
+def copy_run(trained, tmp_path, name="run") -> str:
+    """A copy of a trained run's workdir (``trained``: ``(config, workdir)``) in ``tmp_path``."""
+    import shutil
+
+    target = str(tmp_path / name)
+    shutil.copytree(trained[1], target)
+    return target

@@ -137,9 +137,8 @@ def test_sandwich_refuses_an_odd_sinusoid_dimension():
     i - j alone, and the formula's d/2 frequencies do not exist."""
     with pytest.raises(ConfigError, match="even sinusoid dimension.*got dim=5"):
         make_encoding("sandwich", dim=5)
-    enc = make_encoding("sandwich", head_dim=15)  # dim 0: d_head, odd here
-    with pytest.raises(ConfigError, match="got d_head=15"):
-        bias(enc, {}, grid(4), grid(4))
+    with pytest.raises(ConfigError, match="got d_head=15"):  # dim 0: d_head, odd here; refused when built
+        make_encoding("sandwich", head_dim=15)
 
 
 # ---------------------------------------------------------------- absolute

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import write_corpus
+from helpers import copy_run
 
 from configs import lm
 from fire import data as fire_data
@@ -18,25 +18,17 @@ from fire.data import Protocol
 from fire.evaluation import EvalError, Settings, load_run, score_length, scoring, sweep
 from fire.evaluation import length_sweep as sweep_module
 from fire.evaluation import runs as eval_runs
-from fire.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = Settings(Protocol(eval_tokens=512), batch_tokens=256)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Two smoke runs (train_len 64) on a small text_dir corpus: ``{'fire': dir, 'learned': dir}``."""
-    corpus = write_corpus(tmp_path_factory.mktemp("corpus"), (("train", 6), ("validation", 2)), 1500)
-    root = tmp_path_factory.mktemp("runs")
-    workdirs = {}
-    for pe in ("fire", "learned"):
-        config = lm.get_config(f"pe={pe},data=text_dir,smoke")
-        config.data.path, config.data.data_dir = str(corpus), str(corpus / "_cache")
-        config.num_steps, config.eval_every, config.checkpoint_every, config.mesh.data = 6, 0, 100, 1
-        workdirs[pe] = str(root / pe)
-        train(config, workdirs[pe])
-    return workdirs
+def runs(trained_run, tmp_path_factory):
+    """Two smoke runs (train_len 64, 8 steps) on the shared corpus, copied side by side into one
+    folder (``ROOT/fire``, ``ROOT/learned``, for the glob tests): ``{'fire': dir, 'learned': dir}``."""
+    root = tmp_path_factory.mktemp("eval_runs")
+    return {pe: copy_run(trained_run(pe), root, pe) for pe in ("fire", "learned")}
 
 
 def windows(run, length, protocol="stream", eval_tokens=512, stride=0):

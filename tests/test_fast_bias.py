@@ -122,9 +122,9 @@ def test_distance_table_tiles_equal_the_pairwise_bias(pe):
     T, block = 48, 16
 
     def both(m):
-        (distance,) = m.distance_bias(T)  # one table, on every row
-        assert distance.from_row is None and distance.up_to_row is None
-        padded = padded_distance_table(distance, T, block - 1)
+        (table,) = m.distance_bias(T)  # one table, on every row
+        assert table.from_row is None and table.up_to_row is None
+        padded = padded_distance_table(table, T, block - 1)
         tiles = {
             (qi, ki): diagonal_tile(padded, (qi - ki) * block, block, block) for qi in range(3) for ki in range(qi + 1)
         }
@@ -159,8 +159,8 @@ def test_fire_distance_tables_hold_on_their_rows_and_only_there(options, row_ran
     params = encoding_params(enc)
 
     def tables_and_full(m):
-        pieces = m.distance_bias(T)
-        return [(p.from_row, p.up_to_row) for p in pieces], [p.table(T) for p in pieces], m.bias_fn(T)(grid(T), grid(T))
+        found = m.distance_bias(T)
+        return [(t.from_row, t.up_to_row) for t in found], [t.table(T) for t in found], m.bias_fn(T)(grid(T), grid(T))
 
     ranges, tables, full = enc.apply({"params": params}, method=tables_and_full)
     assert [(_bound(a), _bound(b)) for a, b in ranges] == row_ranges
@@ -180,16 +180,16 @@ def test_each_tile_reads_the_first_table_that_holds_on_all_its_rows():
     below_L = DistanceBias(None, up_to_row=jnp.float32(20.0))  # traced-like: a JAX scalar
     from_cap = DistanceBias(None, from_row=60.0)
     every_row = DistanceBias(None)
-    choose = lambda pieces, first, last: int(
-        table_or_pairwise(pieces, first, last, lambda k: jnp.int32(k), lambda: jnp.int32(-1))
+    choose = lambda tables, first, last: int(
+        table_or_pairwise(tables, first, last, lambda k: jnp.int32(k), lambda: jnp.int32(-1))
     )
-    pieces = (below_L, from_cap)
-    assert [choose(pieces, *rows) for rows in [(0, 15), (16, 20), (16, 21), (48, 63), (60, 75), (64, 149)]] == [
+    tables = (below_L, from_cap)
+    assert [choose(tables, *rows) for rows in [(0, 15), (16, 20), (16, 21), (48, 63), (60, 75), (64, 149)]] == [
         0, 0, -1, -1, 1, 1,
     ]  # fmt: skip
     assert choose((every_row, from_cap), 70, 80) == 0 and choose((), 0, 1) == -1
     assert choose((from_cap,), 59, 70) == -1 and choose((from_cap,), 60, 70) == 0
-    traced = jax.jit(lambda first, last: table_or_pairwise(pieces, first, last, lambda k: jnp.int32(k), lambda: -1))
+    traced = jax.jit(lambda first, last: table_or_pairwise(tables, first, last, lambda k: jnp.int32(k), lambda: -1))
     assert [int(traced(*rows)) for rows in [(0, 15), (16, 21), (64, 79)]] == [0, -1, 1]
 
 

@@ -21,14 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from helpers import write_corpus
+from helpers import copy_run, smoke_config
 
-from configs import lm
 from fire import data as fire_data
 from fire import workdir as workdir_lib
 from fire.checkpoint import Checkpointer
-from fire.config import set_dotted
 from fire.data import pipeline
+from fire.data.config import check_relations
 from fire.data.token_cache import SplitTokens
 from fire.encodings import LengthError
 from fire.errors import ConfigError, NonFiniteLossError, UserError
@@ -41,34 +40,9 @@ FAST = Settings(fire_data.Protocol(eval_tokens=256), batch_tokens=256)
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus"), (("train", 6), ("validation", 2)), 1500)
-
-
-def smoke_config(corpus, pe="fire", **overrides):
-    """8 steps of the micro model on one device, checkpoints at 4 and 8."""
-    config = lm.get_config(f"pe={pe},data=text_dir,smoke")
-    config.data.path, config.data.data_dir = str(corpus), str(corpus / "_cache")
-    config.update(batch_size=8, num_steps=8, log_every=1, eval_every=0, checkpoint_every=4)
-    config.mesh.data = 1
-    for key, value in overrides.items():
-        set_dotted(config, key, value)
-    return config
-
-
-@pytest.fixture(scope="module")
-def trained(corpus, tmp_path_factory):
+def trained(trained_run):
     """``(config, workdir)`` of a finished 8-step run (checkpoints 4 and 8); tests copy it."""
-    workdir = str(tmp_path_factory.mktemp("trained") / "run")
-    config = smoke_config(corpus)
-    train(config, workdir)
-    return config, workdir
-
-
-def copy_run(trained, tmp_path, name="run") -> str:
-    target = str(tmp_path / name)
-    shutil.copytree(trained[1], target)
-    return target
+    return trained_run("fire")
 
 
 def snapshot(folder) -> dict:
@@ -132,8 +106,10 @@ def test_1_keep_checkpoints_zero_on_an_existing_run_deletes_nothing(trained, cor
 def test_2_the_nan_guard_keeps_only_finite_checkpoints_that_can_be_trained_from(corpus, tmp_path):
     workdir = str(tmp_path / "diverged")
     config = smoke_config(corpus, checkpoint_every=1, keep_checkpoints=1, num_steps=12, **{"optimizer.lr": 1e9})
-    with pytest.raises(NonFiniteLossError, match="The last good checkpoint is kept \\(step 1 in"):
+    with pytest.raises(NonFiniteLossError, match="The last good checkpoint is kept \\(step 1 in") as error:
         train(config, workdir)
+    # The workdir resumes only its own config: the advice is a new one from these weights.
+    assert f"start a new --workdir with --config.init_from={workdir}" in str(error.value)
     kept = step_folders(workdir)
     assert kept == [1]
     for step in kept:  # what the kept checkpoint holds, read without the reader's own checks
@@ -299,7 +275,7 @@ def test_8_text_dir_refuses_an_empty_path_and_a_bom_is_not_text(tmp_path, monkey
     with pytest.raises(fire_data.DataError, match="needs --config.data.path"):
         fire_data.open_corpus(cfg)
     with pytest.raises(fire_data.DataError, match="needs --config.data.path"):
-        fire_data.check_config(cfg)
+        check_relations(cfg)  # what train's checks ask of the data block
     root = tmp_path / "bom"
     texts = {"train": ["first document", "second one"], "validation": ["held out"]}
     for split, docs in texts.items():
@@ -454,6 +430,28 @@ def test_14_a_resume_that_moves_the_schedule_end_is_refused(trained, corpus, tmp
     assert snapshot(workdir) == before
 
 
+def test_14_a_flat_schedule_has_no_end_to_move(trained, corpus, tmp_path):
+    """A constant rate (or a decay to min_lr_ratio 1) is the same whatever num_steps: the run
+    extends without decay_steps; the same change on the cosine run is refused."""
+    from fire.training.resume import check_workdir
+
+    workdir = copy_run(trained, tmp_path)
+    config_path = os.path.join(workdir, "config.json")
+    with open(config_path) as f:
+        original = f.read()
+    for flat in ({"optimizer.schedule": "constant"}, {"optimizer.min_lr_ratio": 1.0}):
+        saved = json.loads(original)
+        ((key, value),) = flat.items()
+        saved["optimizer"][key.split(".")[1]] = value
+        with open(config_path, "w") as f:
+            json.dump(saved, f)
+        check_workdir(smoke_config(corpus, num_steps=16, **flat), workdir)  # not refused
+    with open(config_path, "w") as f:
+        f.write(original)
+    with pytest.raises(ConfigError, match="schedule ends at step 8"):
+        check_workdir(smoke_config(corpus, num_steps=16), workdir)
+
+
 @pytest.mark.slow
 def test_14_an_extension_with_the_schedule_end_kept_trains_on_at_the_final_rate(trained, corpus, tmp_path):
     from fire.training.optim import learning_rate_schedule
@@ -508,6 +506,9 @@ def _careless_cases(config, workdir, tmp) -> list:
         ("batch_size 0", train_("--config.batch_size=0"), "batch_size"),
         ("negative learning rate", train_("--config.optimizer.lr=-0.001"), "optimizer.lr"),
         ("negative warmup", train_("--config.optimizer.warmup_steps=-5"), "warmup_steps"),
+        ("decay ending in warmup", train_("--config.optimizer.warmup_steps=4", "--config.optimizer.decay_steps=4"),
+         "decay_steps 4 must be past warmup_steps 4"),
+        ("odd Sandwich heads", smoke("pe=sandwich,smoke", "--config.model.head_dim=15"), "got d_head=15"),
         ("unknown dtype", train_("--config.model.dtype=float64"), "dtype"),
         ("unknown schedule", train_("--config.optimizer.schedule=exponential"), "schedule"),
         ("unknown attention", train_("--config.model.attention=flash"), "attention"),

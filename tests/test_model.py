@@ -16,7 +16,7 @@ from fire.encodings.fire import FIRE
 from fire.model import SIZES, ModelConfig, Transformer, count_params
 from fire.model.attention import causal_attention_in_row_tiles, dense_attention
 from fire.model.layers import project
-from fire.model.position_bias import causal_bias, causal_row_tiles
+from fire.model.position_bias import causal_row_tiles, position_bias
 
 TRAIN_LEN = 32
 VOCAB = 50
@@ -78,14 +78,14 @@ BIASED = [
 
 
 @pytest.mark.parametrize("pe", BIASED)
-def test_causal_bias_is_the_full_grid_on_the_causal_triangle(pe):
+def test_the_dense_path_bias_is_the_full_grid_on_the_causal_triangle(pe):
     enc = make_encoding(pe)
     params = encoding_params(enc)
     bias_fn = lambda q, k: enc.apply({"params": params}, method=lambda m: m.bias_fn(64)(q, k))
-    T = 150  # row tiles of 64: 0-63, 64-127, 128-149 (ragged)
+    T = 150  # row tiles of 64 (BIAS_TILE_ROWS): 0-63, 64-127, 128-149 (ragged)
     positions_BxT = jnp.arange(T)[None] + jnp.array([[0], [29]])  # per-example offsets
     full = np.asarray(bias_fn(positions_BxT, positions_BxT))
-    tiles = causal_bias(bias_fn, positions_BxT, tile=64)
+    tiles = position_bias(bias_fn, positions_BxT, "dense").causal_tiles  # no tables: pairwise
     assert [t.shape for t in tiles] == [(2, 4, 64, 64), (2, 4, 64, 128), (2, 4, 22, 150)]
     for (start, stop), tile in zip([(0, 64), (64, 128), (128, 150)], tiles):
         lower = np.tril(np.ones((T, T), bool))[start:stop, :stop]

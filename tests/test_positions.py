@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import final_params, write_corpus
+from helpers import final_params
 
 import fire.data.pipeline as pipeline
 from fire.checkpoint import Checkpointer
@@ -19,11 +19,6 @@ from fire.training import build, train
 from fire.training.positions import max_position, random_positions
 from fire.training.resume import check_workdir
 from fire.workdir import Workdir
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus"), (("train", 4), ("validation", 2)), 800)
 
 
 def config_for(corpus, pe="fire", randomize=True, **overrides):

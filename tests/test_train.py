@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import final_params, write_corpus
+from helpers import final_params
 
 from configs import lm
 from fire.config import set_dotted
@@ -17,11 +17,6 @@ from fire.errors import ConfigError
 from fire.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def smoke_config(corpus, pe="fire", **overrides):
@@ -197,6 +192,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 22 s: two processes start JAX and compile
 def test_two_processes_match_the_single_process_run(reference, corpus, tmp_path):
     config, ref_dir = reference
     workdir = str(tmp_path)

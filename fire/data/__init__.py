@@ -12,7 +12,7 @@ Usage:
 
 import functools
 
-from fire.data.config import cache_root, check_config, default_config
+from fire.data.config import cache_root, default_config
 from fire.data.errors import DataError
 from fire.data.eval_windows import PROTOCOLS, EvalWindows, Protocol, make_eval_windows
 from fire.data.pipeline import TrainIterator, make_train_iterator
@@ -23,7 +23,7 @@ from fire.data.tokenizers import get_tokenizer as _get_tokenizer
 
 __all__ = [
     "DATASETS", "DataError", "EvalWindows", "PROTOCOLS", "Protocol", "TOKENIZERS", "Tokenizer",
-    "TrainIterator", "bits_per_byte", "cache_root", "check_config", "corpus_stats", "default_config",
+    "TrainIterator", "bits_per_byte", "cache_root", "corpus_stats", "default_config",
     "eval_windows", "get_tokenizer", "make_eval_windows", "make_train_iterator", "open_corpus",
     "prepare", "special_ids", "split_tokens", "train_iterator",
 ]  # fmt: skip

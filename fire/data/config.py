@@ -8,7 +8,7 @@ import ml_collections
 
 from fire.data import builders
 from fire.data.errors import DataError
-from fire.keys import Choice, Integer, Key, Text, check, defaults
+from fire.keys import Choice, Integer, Key, Text, defaults
 
 TOKENIZERS = ("bytes", "sentencepiece")
 
@@ -57,19 +57,6 @@ def check_relations(data_cfg) -> None:
     root = cache_root(data_cfg)
     if root.exists() and not root.is_dir():
         raise DataError(f"The data folder {root} (data.data_dir or $FIRE_DATA_DIR) is a file, not a folder.")
-
-
-def check_config(data_cfg) -> None:
-    """Every value of the `data` block, checked before any data is read, prepared or written:
-    each against its key (:data:`DATA`), then :func:`check_relations`.
-
-    Raises:
-      ConfigError: a value its key does not accept (an empty split, an unknown tokenizer, a
-        vocabulary size below 1, a negative worker count, ...).
-      DataError: what :func:`check_relations` refuses.
-    """
-    check(data_cfg, DATA, "data.")
-    check_relations(data_cfg)
 
 
 def cache_root(data_cfg) -> pathlib.Path:

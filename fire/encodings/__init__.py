@@ -122,10 +122,13 @@ def check_options(name: str, options: Mapping) -> None:
     check(options, option_keys(name), f"pe={name} option ")
 
 
-def check_encoding(name: str, options: Optional[Mapping], train_len: int, max_position: Optional[int] = None) -> None:
+def check_encoding(
+    name: str, options: Optional[Mapping], train_len: int, head_dim: int, max_position: Optional[int] = None
+) -> None:
     """Whether ``name`` with ``options`` can serve a run trained at ``train_len`` with position
-    ids in ``[0, max_position)`` (None: ``train_len``): the options exist, each value is one its
-    key accepts, and the class's own :meth:`PositionEncoding.check` holds.
+    ids in ``[0, max_position)`` (None: ``train_len``) and heads ``head_dim`` wide: the options
+    exist, each value is one its key accepts, and the class's own :meth:`PositionEncoding.check`
+    holds.
 
     Raises:
       UnknownEncodingError: an unknown name or option.
@@ -133,7 +136,7 @@ def check_encoding(name: str, options: Optional[Mapping], train_len: int, max_po
     """
     options = resolved_options(name, options)
     check_options(name, options)
-    encoding_class(name).check(options, train_len, train_len if max_position is None else max_position)
+    encoding_class(name).check(options, train_len, train_len if max_position is None else max_position, head_dim)
 
 
 def is_shared(name: str, options: Optional[Mapping] = None) -> bool:
@@ -166,7 +169,7 @@ def build_encoding(
       ConfigError: options the run cannot honour (e.g. a ``learned`` table shorter than
         ``train_len`` or ``max_position``): :func:`check_encoding`.
     """
-    check_encoding(name, options, train_len, max_position)
+    check_encoding(name, options, train_len, head_dim, max_position)
     return encoding_class(name)(
         num_heads=num_heads, head_dim=head_dim, d_model=d_model, train_len=train_len,
         **resolved_options(name, options), name=module_name,

@@ -21,7 +21,7 @@ class Learned(PositionEncoding):
     init_std: float = 0.5  # token embeddings start at std 1 (GPT-2's 2:1 ratio)
 
     @classmethod
-    def check(cls, options, train_len, max_position):
+    def check(cls, options, train_len, max_position, head_dim):
         max_len = options.get("max_len", 0)
         if 0 < max_len < train_len:
             raise ConfigError(

@@ -42,6 +42,8 @@ the hook would also have to carry a running state through the key loop.
 """
 
 import functools
+import inspect
+import re
 from typing import Callable, ClassVar, Mapping, NamedTuple, Optional, Tuple
 
 import flax.linen as nn
@@ -133,27 +135,15 @@ class PositionEncoding(nn.Module):
     def option_help(cls) -> dict:
         """``{option: meaning}`` from the comments on the class's own option fields (and its
         bases'): the comment next to a field is its documentation."""
-        import inspect
-        import re
-
-        meanings = {}
-        for klass in reversed(cls.__mro__):
-            if not (isinstance(klass, type) and issubclass(klass, PositionEncoding)):
-                continue
-            try:
-                source = inspect.getsource(klass)
-            except (OSError, TypeError):
-                continue
-            for name, meaning in re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", source, re.M):
-                meanings[name] = meaning.strip()
-        return meanings
+        return dict(_option_comments(cls))
 
     @classmethod
-    def check(cls, options: Mapping, train_len: int, max_position: int) -> None:
+    def check(cls, options: Mapping, train_len: int, max_position: int, head_dim: int) -> None:
         """Raises :class:`fire.errors.ConfigError` if ``options`` cannot serve a run trained
         at ``train_len`` with position ids in ``[0, max_position)`` (``train_len`` normally; more
-        with randomized positions, ``fire.training.positions``). Called whenever the encoding
-        is built."""
+        with randomized positions, ``fire.training.positions``) and heads ``head_dim`` wide.
+        Called whenever the encoding is built, and by a run's checks before anything is
+        written."""
 
     @classmethod
     def max_length(cls, options: Mapping, train_len: int) -> Optional[int]:
@@ -201,6 +191,24 @@ class PositionEncoding(nn.Module):
     def summary(self) -> dict:
         """Learned parameters worth logging over training, as ``{name: scalar or [H]}``."""
         return {}
+
+
+# Read once per class: reading a class's source takes milliseconds, and every build of an
+# encoding (per layer, per trace) checks its options against these keys.
+@functools.lru_cache(maxsize=None)
+def _option_comments(cls) -> dict:
+    """:meth:`PositionEncoding.option_help` of ``cls``, read from the source of its classes."""
+    meanings = {}
+    for klass in reversed(cls.__mro__):
+        if not (isinstance(klass, type) and issubclass(klass, PositionEncoding)):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for name, meaning in re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", source, re.M):
+            meanings[name] = meaning.strip()
+    return meanings
 
 
 def relative_distance(q_pos_BxQ: Array, k_pos_BxK: Array) -> Array:

@@ -62,11 +62,8 @@ class FIRE(PositionEncoding):
     normalizer_cap: float = 0.0  # cap on the normaliser's reference position; 0: off (see the module docstring)
 
     @classmethod
-    def check(cls, options, train_len, max_position):
-        cap = options.get("normalizer_cap", 0.0)
-        if cap < 0:
-            raise ConfigError(f"FIRE normalizer_cap must be >= 0 (0: off), got {cap}.")
-        if cap and not options.get("interpolate", True):
+    def check(cls, options, train_len, max_position, head_dim):
+        if options.get("normalizer_cap") and not options.get("interpolate", True):
             raise ConfigError("FIRE normalizer_cap caps the interpolation's normaliser: set interpolate=True or cap 0.")
 
     def setup(self):
@@ -88,8 +85,11 @@ class FIRE(PositionEncoding):
         return float(self.L0 or self.train_len)
 
     def threshold_L(self):
-        m = self.L_multiplier if self.learn_L else 1.0
-        return jnp.abs(m * self.L0_resolved)
+        """``L = |m| L0``: a JAX scalar where ``m`` is learned, else the Python float ``L0``, so
+        that which rows a distance table holds on is known while tracing (no switch per tile)."""
+        if not self.learn_L:
+            return self.L0_resolved
+        return jnp.abs(self.L_multiplier * self.L0_resolved)
 
     def summary(self):
         return {"c": jnp.abs(self.c), "L": self.threshold_L()}
@@ -144,14 +144,19 @@ class FIRE(PositionEncoding):
 
         if not self.interpolate:
             return (DistanceBias(table_at(None)),)
-        pieces = []
+        tables = []
         if self.threshold and cap:
-            pieces.append(DistanceBias(table_at(jnp.minimum(L, cap)), up_to_row=jnp.where(L >= cap, jnp.inf, L)))
+            # Rows up to L take psi(min(L, cap)); with the cap at or below L, every row does.
+            if isinstance(L, float):
+                below_cap = DistanceBias(table_at(min(L, cap)), up_to_row=None if L >= cap else L)
+            else:
+                below_cap = DistanceBias(table_at(jnp.minimum(L, cap)), up_to_row=jnp.where(L >= cap, jnp.inf, L))
+            tables.append(below_cap)
         elif self.threshold:
-            pieces.append(DistanceBias(table_at(L), up_to_row=L))
+            tables.append(DistanceBias(table_at(L), up_to_row=L))
         if cap:
-            pieces.append(DistanceBias(table_at(cap), from_row=cap))
-        return tuple(pieces)
+            tables.append(DistanceBias(table_at(cap), from_row=cap))
+        return tuple(tables)
 
 
 def f_theta(layers):

@@ -29,13 +29,18 @@ class Sandwich(PositionEncoding):
     base: float = 10000.0  # wavelengths base^(2k/d)
 
     @classmethod
-    def check(cls, options, train_len, max_position):
-        _check_even(options.get("dim", 0))
+    def check(cls, options, train_len, max_position, head_dim):
+        """Raises ConfigError for an odd ``d``: ``dim``, or ``head_dim`` where ``dim`` is 0."""
+        d, name = (options["dim"], "dim") if options.get("dim") else (head_dim, "d_head")
+        if d % 2:
+            raise ConfigError(
+                f"pe=sandwich needs an even sinusoid dimension (d/2 sin-cos pairs), got {name}={d}; "
+                "set --config.encoding.dim to an even number (0: d_head, if even)."
+            )
 
     def bias_fn(self, seq_len):
         d = self.dim or self.head_dim
-        _check_even(d, "d_head" if not self.dim else "dim")
-        half = d // 2
+        half = d // 2  # d is even: check()
         inv_freq_F = self.base ** (-2.0 * jnp.arange(1, half + 1, dtype=jnp.float32) / d)
         head_scale_H = 8.0 * jnp.arange(1, self.num_heads + 1, dtype=jnp.float32) / self.num_heads
 
@@ -45,12 +50,3 @@ class Sandwich(PositionEncoding):
             return kernel[:, None] / head_scale_H[None, :, None, None]
 
         return bias
-
-
-def _check_even(d: int, name: str = "dim") -> None:
-    """Raises ConfigError for an odd sinusoid dimension (see :class:`Sandwich`)."""
-    if d % 2:
-        raise ConfigError(
-            f"pe=sandwich needs an even sinusoid dimension (d/2 sin-cos pairs), got {name}={d}; "
-            "set --config.encoding.dim to an even number (0: d_head, if even)."
-        )

@@ -89,12 +89,9 @@ class ModelConfig:
     @classmethod
     def from_run_config(cls, config, vocab_size: int) -> "ModelConfig":
         """The model of a run config (``fire.config``): its ``model`` block, ``pe`` with the
-        ``encoding`` block, and ``train_len``; the vocabulary padded to ``vocab_multiple``."""
+        ``encoding`` block, and ``train_len``; the vocabulary padded to ``vocab_multiple`` (an
+        integer >= 0: :func:`fire.config.check` refuses others)."""
         m = config.model
-        if isinstance(m.vocab_multiple, bool) or not isinstance(m.vocab_multiple, int) or m.vocab_multiple < 0:
-            raise ConfigError(
-                f"model vocab_multiple must be an integer >= 0 (0: no padding), got {m.vocab_multiple!r}."
-            )
         return cls(
             vocab_size=round_up(vocab_size, m.vocab_multiple or 1),
             num_layers=m.num_layers, d_model=m.d_model, num_heads=m.num_heads, d_ff=m.d_ff, head_dim=m.head_dim,

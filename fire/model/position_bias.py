@@ -4,7 +4,7 @@
 ``0..T-1``, its distance tables, ``DistanceBias``) into a :class:`PositionBias`, the form an
 attention path consumes:
 
-* the dense path gets the bias over the causal triangle in row tiles (:func:`causal_bias`),
+* the dense path gets the bias over the causal triangle in row tiles (:func:`causal_row_tiles`),
   computed right away, once per forward (per layer for per-layer encodings);
 * the blockwise path gets a function of one query block x key block tile, called inside
   its loop, so memory stays linear in the length;
@@ -39,8 +39,8 @@ CAUSAL_BIAS_MAX_TILES = 16
 class PositionBias:
     """An encoding's additive bias in the form an attention path consumes (``B`` may be 1):
 
-    * ``causal_tiles``: the dense path over ordinary causal inputs, the row tiles of
-      :func:`causal_bias` (tile ``i``: ``BxHx(stop - start)xstop``);
+    * ``causal_tiles``: the dense path, the bias over the causal triangle in the row tiles
+      of :func:`causal_row_tiles` (tile ``(start, stop)``: ``BxHx(stop - start)xstop``);
     * ``dense``: a decode step, its query rows against every cache slot, ``BxHxTxS``;
     * ``tile(qi, ki, qpos_BxQ, kpos_BxK) -> BxHxQxK``: the blockwise path, for query block
       ``qi`` and key block ``ki`` of ``block`` positions each.
@@ -57,7 +57,7 @@ def position_bias(
     positions_BxT,
     impl: str,
     cache_positions_1xS=None,
-    distance: Sequence[DistanceBias] = (),
+    tables: Sequence[DistanceBias] = (),
     block_size: int = 512,
 ) -> Optional[PositionBias]:
     """How a bias is computed, decided here and nowhere else.
@@ -65,11 +65,14 @@ def position_bias(
     The model calls this once per forward for an encoding shared by all layers and once
     per layer otherwise. On the dense path the bias is computed right away over the causal
     triangle, in the row tiles the attention consumes (position batch 1 unless positions
-    differ per example); on the blockwise path (tiles of ``block_size``) it is computed per
-    tile inside the loop. ``distance``: the encoding's :meth:`distance_bias` tables, passed
-    only when ``positions_BxT`` is ``0..T-1`` (``1xT``); a row tile or tile whose query rows
-    all lie where one holds reads it (the first that does) instead of evaluating ``bias_fn``
-    pairwise. A decode step (``cache_positions_1xS``: its cache's slots) takes the dense path
+    differ per example): query rows in tiles of :func:`causal_bias_tile` rows, each against
+    the keys up to its last row only, a little over half the work of the full grid, with each
+    tile's intermediates (FIRE's hidden layer) in cache (BENCHMARKS.md has the measured
+    effect). On the blockwise path (tiles of ``block_size``) it is computed per tile inside
+    the loop. ``tables``: the encoding's :meth:`distance_bias`, passed only when
+    ``positions_BxT`` is ``0..T-1`` (``1xT``), else ``()``; a row tile or tile whose query
+    rows all lie where one holds reads it (the first that does) instead of evaluating
+    ``bias_fn`` pairwise. A decode step (``cache_positions_1xS``: its cache's slots) takes the dense path
     for whatever ``impl``: its few query rows against every slot, ``BxHxTxS``, whose slots
     past the query attention masks.
 
@@ -82,33 +85,33 @@ def position_bias(
         return None
     if cache_positions_1xS is not None:
         return PositionBias(dense=materialize(bias_fn(positions_BxT, cache_positions_1xS)))
-    pieces = tuple(distance or ())
     T = positions_BxT.shape[1]
     if impl == "blockwise":
         block = min(block_size, T)
-        padded = [padded_distance_table(piece, ceil_div(T, block) * block, block - 1) for piece in pieces]
+        padded = [padded_distance_table(table, ceil_div(T, block) * block, block - 1) for table in tables]
 
         def tile(qi, ki, qpos_BxQ, kpos_BxK):
             from_table = lambda k: diagonal_tile(padded[k], (qi - ki) * block, block, block)
             pairwise = lambda: bias_fn(qpos_BxQ, kpos_BxK)
             # The last block's padded rows (past T - 1) are dropped: they need no table.
             last_row = jnp.minimum((qi + 1) * block, T) - 1
-            return table_or_pairwise(pieces, qi * block, last_row, from_table, pairwise)
+            return table_or_pairwise(tables, qi * block, last_row, from_table, pairwise)
 
         return PositionBias(tile=tile, block=block)
 
-    padded = [padded_distance_table(piece, T, T - 1) for piece in pieces]
+    padded = [padded_distance_table(table, T, T - 1) for table in tables]
 
     def rows(start, stop):  # one row tile of the causal triangle
         from_table = lambda k: diagonal_tile(padded[k], start, stop - start, stop, pad=T - 1)
         pairwise = lambda: bias_fn(positions_BxT[:, start:stop], positions_BxT[:, :stop])
-        return table_or_pairwise(pieces, start, stop - 1, from_table, pairwise)
+        return table_or_pairwise(tables, start, stop - 1, from_table, pairwise)
 
-    return PositionBias(causal_tiles=materialize(_causal_tiles(rows, T, causal_bias_tile(T))))
+    tiles = tuple(rows(start, stop) for start, stop in causal_row_tiles(T, causal_bias_tile(T)))
+    return PositionBias(causal_tiles=materialize(tiles))
 
 
-def table_or_pairwise(pieces: Sequence[DistanceBias], first_row, last_row, from_table, pairwise):
-    """``from_table(k)`` for the first of ``pieces`` that holds on every query row
+def table_or_pairwise(tables: Sequence[DistanceBias], first_row, last_row, from_table, pairwise):
+    """``from_table(k)`` for the first of ``tables`` that holds on every query row
     ``first_row..last_row`` (indices, may be traced), else ``pairwise()``; the one place
     that choice is made. Known without tracing, it is a Python branch; else one
     ``jax.lax.switch`` whose branches save nothing for the backward pass but their inputs
@@ -116,8 +119,8 @@ def table_or_pairwise(pieces: Sequence[DistanceBias], first_row, last_row, from_
     branch, those not taken filled with zeros, and a pairwise bias's are several ``HxQxK``
     arrays, written on every step that takes a table."""
     branches, conditions = [], []
-    for k, piece in enumerate(pieces):
-        holds = piece.holds(first_row, last_row)
+    for k, table in enumerate(tables):
+        holds = table.holds(first_row, last_row)
         if holds is False:
             continue
         branches.append(functools.partial(from_table, k))
@@ -142,36 +145,17 @@ def materialize(bias):
     return jax.lax.optimization_barrier(bias)
 
 
-def causal_bias(bias_fn: BiasFn, positions_BxT, tile: Optional[int] = None):
-    """``bias_fn`` over the causal triangle of ``positions_BxT`` x itself, in row tiles.
-
-    Query rows go in tiles of ``tile`` (default :func:`causal_bias_tile`: ``BIAS_TILE_ROWS``
-    rows, fewer tiles for long inputs), each against the keys up to its last row only: a
-    tuple of ``BxHx(stop - start)xstop`` arrays for the :func:`causal_row_tiles` of ``T``,
-    the form ``fire.model.attention.causal_attention_in_row_tiles`` consumes. This does a
-    little over half the work of the full grid, and each tile's intermediates (FIRE's hidden
-    layer) stay in cache (BENCHMARKS.md has the measured effect).
-    """
-    T = positions_BxT.shape[1]
-    rows = lambda start, stop: bias_fn(positions_BxT[:, start:stop], positions_BxT[:, :stop])
-    return materialize(_causal_tiles(rows, T, tile or causal_bias_tile(T)))
-
-
 def causal_bias_tile(T: int) -> int:
-    """Query rows per tile of :func:`causal_bias` at length ``T``."""
+    """Query rows per row tile of the dense path's bias at length ``T``: ``BIAS_TILE_ROWS``,
+    more for long inputs (at most ``CAUSAL_BIAS_MAX_TILES`` tiles)."""
     return max(BIAS_TILE_ROWS, ceil_div(T, CAUSAL_BIAS_MAX_TILES))
 
 
 def causal_row_tiles(T: int, tile: int):
     """The ``(start, stop)`` query rows of each row tile of a causal ``T x T`` grid; tile
-    ``(start, stop)`` meets keys ``0..stop-1``."""
+    ``(start, stop)`` meets keys ``0..stop-1`` (the form
+    ``fire.model.attention.causal_attention_in_row_tiles`` consumes)."""
     return [(start, min(start + tile, T)) for start in range(0, T, tile)]
-
-
-def _causal_tiles(rows, T: int, tile: int):
-    """A tuple of ``rows(start, stop)`` (``BxHx(stop - start)xstop``), one per causal row tile
-    of ``T`` (:func:`causal_row_tiles`)."""
-    return tuple(rows(start, stop) for start, stop in causal_row_tiles(T, tile))
 
 
 def toeplitz(window_HxW, Q: int, K: int):
@@ -194,11 +178,11 @@ def toeplitz(window_HxW, Q: int, K: int):
     return jnp.stack([rows(reversed_W) for reversed_W in reversed_HxW])
 
 
-def padded_distance_table(distance: DistanceBias, num_distances: int, pad: int):
-    """``distance.table(num_distances)`` with ``pad`` copies of distance 0's column in front:
+def padded_distance_table(bias: DistanceBias, num_distances: int, pad: int):
+    """``bias.table(num_distances)`` with ``pad`` copies of distance 0's column in front:
     ``HxN``, column ``pad + d`` for distance ``d``, and distances ``-pad..-1`` (keys after the
     query, which attention masks) valued as distance 0, as ``relative_distance`` clamps."""
-    table_HxD = distance.table(num_distances)
+    table_HxD = bias.table(num_distances)
     return jnp.concatenate([jnp.repeat(table_HxD[:, :1], pad, axis=1), table_HxD], axis=1)
 
 

@@ -102,8 +102,8 @@ class Block(nn.Module):
 
 
 def _bias(enc, seq_len, positions_BxT, impl, block_size, cache, ordinary_positions):
-    distance = enc.distance_bias(seq_len) if ordinary_positions and cache is None else ()
-    return position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache), distance, block_size)
+    tables = enc.distance_bias(seq_len) if ordinary_positions and cache is None else ()
+    return position_bias(enc.bias_fn(seq_len), positions_BxT, impl, cache_positions(cache), tables, block_size)
 
 
 class Transformer(nn.Module):

@@ -20,9 +20,9 @@ def check_config(config) -> jax.sharding.Mesh:
     In order: each value against its key (:func:`fire.config.check`: the axes, counts, seeds,
     the optimizer, model, encoding, data and mesh blocks); the data block's files; the mesh
     against the devices; the model block's shape (heads that divide ``d_model``); the
-    encoding against the training length and the largest training position id; the batch
-    against the micro-batches, the data axis, the processes and the tensor axis;
-    ``init_from``'s checkpoint.
+    encoding against the training length, the largest training position id and the head
+    width; the decay's end against the warmup; the batch against the micro-batches, the data
+    axis, the processes and the tensor axis; ``init_from``'s checkpoint.
 
     Raises:
       ConfigError (or another UserError: DataError, MeshError, UnknownEncodingError): one line
@@ -31,9 +31,15 @@ def check_config(config) -> jax.sharding.Mesh:
     fire_config.check(config)
     check_data_relations(config.data)
     mesh = make_mesh(config.mesh.to_dict())
-    ModelConfig.from_run_config(config, vocab_size=1)  # raises for a shape it cannot build
+    model = ModelConfig.from_run_config(config, vocab_size=1)  # raises for a shape it cannot build
     options = resolved_options(config.pe, config.encoding)
-    encoding_class(config.pe).check(options, config.train_len, positions.max_position(config))
+    encoding_class(config.pe).check(options, config.train_len, positions.max_position(config), model.dim_per_head)
+    opt = config.optimizer
+    if 0 < opt.decay_steps <= opt.warmup_steps:
+        raise ConfigError(
+            f"optimizer.decay_steps {opt.decay_steps} must be past warmup_steps {opt.warmup_steps}, or the decay would "
+            f"take one step (0: num_steps)."
+        )
     dp = data_parallel_size(mesh)
     micro = config.batch_size // config.grad_accum_steps
     if config.batch_size % config.grad_accum_steps:

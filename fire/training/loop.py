@@ -83,7 +83,7 @@ def train(config, workdir: str) -> dict:
     Workdir(workdir).check_usable()
     with _hold(workdir):
         check_workdir(config, workdir)
-        run = build(config, mesh=mesh)
+        run = build(config, checked_mesh=mesh)
         fire_data.prepare(config.data, run.tokenizer)
         iterator = fire_data.train_iterator(
             config.data,
@@ -145,8 +145,14 @@ def _loop(run, workdir, state, iterator, validation, checkpointer, writer, preem
 
     def kept() -> str:
         newest = checkpointer.latest_step()
-        where = f"step {newest} in {checkpointer.directory}" if newest is not None else "none was saved"
-        return f"The last good checkpoint is kept ({where}). Lower optimizer.lr or raise warmup_steps."
+        if newest is None:  # no checkpoint ties the workdir to this config
+            return "No checkpoint was saved: run again with a lower optimizer.lr or more optimizer.warmup_steps."
+        # This workdir resumes only its own config: new values are a new run from these weights.
+        return (
+            f"The last good checkpoint is kept (step {newest} in {checkpointer.directory}). To train on with a lower "
+            f"optimizer.lr or more optimizer.warmup_steps, start a new --workdir with --config.init_from={workdir} "
+            f"and the new values."
+        )
 
     def finish(step_done, metrics_done):
         """Host-side work for a dispatched step: NaN guard and logs."""

@@ -5,6 +5,8 @@ decaying FIRE's ``c`` and threshold or KERPLE's kernel parameters towards 0 woul
 the encoding's shape, not regularise a weight matrix.
 """
 
+from typing import Optional
+
 import jax
 import optax
 
@@ -14,11 +16,15 @@ from fire.errors import ConfigError
 ENCODING_SCOPES = ("encoding", "own_encoding")
 
 
-def schedule_end(decay_steps: int, num_steps: int) -> int:
+def schedule_end(opt_cfg, num_steps: int) -> Optional[int]:
     """The step at which the learning-rate schedule reaches its final rate: ``decay_steps``,
-    or ``num_steps`` where it is 0. A run holds the final rate from there on, so ``num_steps``
-    can grow past it without changing the rate of any step already trained."""
-    return decay_steps or num_steps
+    or ``num_steps`` where it is 0; None where the rate after warmup is the peak whatever the
+    end (``schedule='constant'``, or ``min_lr_ratio`` 1). A run holds the final rate from its
+    end on, so ``num_steps`` can grow past it without changing the rate of any step already
+    trained. ``opt_cfg``: the optimizer block (``schedule``, ``min_lr_ratio``, ``decay_steps``)."""
+    if opt_cfg.schedule == "constant" or opt_cfg.min_lr_ratio == 1:
+        return None
+    return opt_cfg.decay_steps or num_steps
 
 
 def learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
@@ -27,7 +33,8 @@ def learning_rate_schedule(opt_cfg, num_steps: int) -> optax.Schedule:
     ``s`` (0-based) is ``schedule(s)``. Raises ConfigError for an unknown schedule."""
     peak, warmup = opt_cfg.lr, opt_cfg.warmup_steps
     end = peak * opt_cfg.min_lr_ratio
-    decay_steps = max(schedule_end(opt_cfg.decay_steps, num_steps) - warmup, 1)  # optax holds the end past it
+    # optax holds the end past it; a flat decay is the same over any length.
+    decay_steps = max((schedule_end(opt_cfg, num_steps) or num_steps) - warmup, 1)
     if opt_cfg.schedule == "cosine":
         decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=opt_cfg.min_lr_ratio)
     elif opt_cfg.schedule == "linear":

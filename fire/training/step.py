@@ -57,17 +57,21 @@ class TrainingSetup:
     score_step: object  # fire.evaluation.scoring's score function, jitted on the mesh
 
 
-def build(config, vocab_size: Optional[int] = None, mesh: Optional[jax.sharding.Mesh] = None) -> TrainingSetup:
+def build(config, vocab_size: Optional[int] = None, checked_mesh: Optional[jax.sharding.Mesh] = None) -> TrainingSetup:
     """The mesh, model, sharded state and jitted steps of ``config``, after checking it
     (:func:`fire.training.checks.check_config`). ``vocab_size`` plans without the data: no
-    tokenizer is built (``tokenizer`` is then None). ``mesh``: the mesh ``check_config``
-    returned for this config, which is then not checked again (``train`` checks it once,
-    before it takes the workdir).
+    tokenizer is built (``tokenizer`` is then None).
+
+    ``checked_mesh``: the mesh :func:`~fire.training.checks.check_config` returned for this
+    very config, which says that the config was checked: it is then not checked again
+    (``train`` checks once, before it takes the workdir). A config that was not checked must
+    not pass one.
 
     Raises:
-      UserError: what ``check_config`` raises; a tokenizer that cannot be built.
+      UserError: what ``check_config`` raises (not with ``checked_mesh``); a tokenizer that
+        cannot be built.
     """
-    mesh = check_config(config) if mesh is None else mesh
+    mesh = check_config(config) if checked_mesh is None else checked_mesh
     tokenizer = None if vocab_size else fire_data.get_tokenizer(config.data)
     model_cfg = model_config(config, vocab_size or tokenizer.vocab_size)
     model = Transformer(model_cfg)
