@@ -4,10 +4,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from fire.encodings import build_encoding
+from fire.encodings import NAMES, build_encoding
 
 GEOMETRY = dict(num_heads=4, head_dim=16, d_model=64, train_len=64)
+
+
+def encodings_in_tiers(fast):
+    """Every encoding as a pytest parameter, those outside ``fast`` marked ``slow``: a test run
+    once per encoding keeps a few in the fast tier (one of each kind of hook it exercises), and
+    the slow tier (CI) runs them all."""
+    return [name if name in fast else pytest.param(name, marks=pytest.mark.slow) for name in NAMES]
 
 
 def make_encoding(name, **options):

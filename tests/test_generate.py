@@ -12,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import encodings_in_tiers
 
 from fire.config import from_axes
 from fire.data.tokenizers import ByteTokenizer, SentencePieceTokenizer, train_sentencepiece
-from fire.encodings import NAMES, LengthError
+from fire.encodings import LengthError
 from fire.evaluation import EvalError, generate_text
 from fire.evaluation.generation import CHUNK, EOS_MARK, complete, continuation_text, first_stop
 from fire.model import IMPLEMENTATIONS, ModelConfig, Transformer
@@ -51,7 +52,7 @@ def prompt(B=2, seed=0):
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS)
-@pytest.mark.parametrize("pe", NAMES)
+@pytest.mark.parametrize("pe", encodings_in_tiers(("fire", "alibi", "rope", "learned")))  # the rest: slow
 def test_cached_greedy_equals_full_forward_greedy(pe, impl):
     model, params = tiny(pe)
     x = prompt()

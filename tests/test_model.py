@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import encoding_params, make_encoding
+from helpers import encoding_params, encodings_in_tiers, make_encoding
 
 from fire import xla
 from fire.encodings import NAMES, LengthError
@@ -36,7 +36,8 @@ def tokens(B, T, seed=0):
     return jax.random.randint(jax.random.key(seed), (B, T), 0, VOCAB)
 
 
-@pytest.fixture(scope="module", params=NAMES)
+# In the fast tier: per-layer and shared biases, a distance table, rotary, a learned table, none.
+@pytest.fixture(scope="module", params=encodings_in_tiers(("fire", "fire_s", "t5", "alibi", "rope", "learned", "nope")))
 def pe_model(request):
     return request.param, *tiny(request.param)
 
