@@ -159,7 +159,7 @@ def test_a_sweep_trains_resumes_survives_a_failure_evaluates_and_aggregates(tmp_
         np.testing.assert_allclose(a["loss_std"], np.std(losses, ddof=1), rtol=1e-9)
     md = (out / "results.md").read_text()
     assert "## tiny, training length 32" in md and "| ok | " in md and "± " in md and "(2)" in md
-    assert "protocol stream" in md and "Measured cost: 2 runs trained in" in md and "copied logs" not in md
+    assert "protocol stream" in md and "Measured cost: 2 runs trained in" in md and "whose training logs" not in md
     assert "train.log" in os.listdir(out / "train_logs" / "ok" / "tiny_L32_s0")  # trained by the sweep
 
     # Evaluation again: every row reused.

@@ -84,8 +84,12 @@ def cost_line(rows: list, cost: dict) -> str:
     """The sweep's measured cost: training from the runs' copied metrics
     (``fire.sweeps.results.training_cost``), evaluation from the rows' own timings."""
     eval_s = sum((r.get("time_s") or 0) + (r.get("compile_s") or 0) for r in rows)
-    covered = "" if cost["runs_measured"] == cost["runs"] else f" (the {cost['runs_measured']} with copied logs)"
-    return (f"Measured cost: {cost['runs']} runs trained in {format_duration(cost['train_s'])}{covered} (sum of each "
+    runs = (
+        f"{cost['runs']} runs"
+        if cost["runs_measured"] == cost["runs"]
+        else f"the {cost['runs_measured']} of {cost['runs']} runs whose training logs are in train_logs/"
+    )
+    return (f"Measured cost: {runs} trained in {format_duration(cost['train_s'])} (sum of each "
             f"run's first to last logged step), evaluated in {format_duration(eval_s)} (sum over lengths, compile "
             f"included, rows reused from earlier evaluations count their first time).")  # fmt: skip
 
