@@ -29,7 +29,7 @@ BENCHMARKS = os.path.join(REPO, "benchmarks")  # outside the installable package
 # never from above; the library never imports the command-line configs/.
 FLOORS = [
     ("fire", "fire.errors", "fire.utils", "fire.xla", "fire.cli", "fire.provenance"),
-    ("fire.encodings", "fire.data"),
+    ("fire.encodings", "fire.data", "fire.tasks"),
     ("fire.model",),
     ("fire.config", "fire.workdir", "fire.checkpoint"),
     ("fire.evaluation",),
