@@ -8,6 +8,7 @@ import pytest
 
 from fire.tasks import HINTS, REGISTRY, TaskError, build_task, option_keys
 from fire.tasks import passkey as passkey_module
+from fire.tasks.batches import TaskBatches
 
 
 class PresetRng:
@@ -157,3 +158,52 @@ def test_bad_names_options_and_lengths_get_one_line():
     with pytest.raises(TaskError, match="'Z' is not a symbol of task:copy"):
         build_task("copy").vocabulary.encode("abZ")
     assert len(passkey_module.NAMES) == len(set(passkey_module.NAMES)) == 50
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_max_tokens_bounds_every_example_and_is_reached(name):
+    task = build_task(name)
+    rng = np.random.default_rng(0)
+    for length in (task.min_length(), task.min_length() + 3, task.min_length() + 17):
+        sizes = [len(e.prompt) + len(e.answer) + 1 for e in (task.example(rng, length) for _ in range(300))]
+        assert max(sizes) <= task.max_tokens(length)
+        assert max(sizes) >= task.max_tokens(length) - 1  # tight: at most the rare carry or longest key missed
+
+
+def test_task_batches_put_one_example_per_row_with_the_loss_on_its_answer_and_eos():
+    task = build_task("reverse", {"alphabet_size": 3})
+    vocab = task.vocabulary
+    batches = TaskBatches(task, 1, 6, seq_len=13, global_batch_size=8, seed=5)
+    batch = batches(7)
+    assert {k: (v.shape, v.dtype.name) for k, v in batch.items()} == {
+        "inputs": ((8, 13), "int32"), "targets": ((8, 13), "int32"), "weights": ((8, 13), "float32"),
+    }  # fmt: skip
+    lengths = set()
+    for inputs, targets, weights in zip(batch["inputs"], batch["targets"], batch["weights"]):
+        row = vocab.decode(np.concatenate([inputs[:1], targets]))  # e.g. "abc>cba<eos>" then padding
+        items, answer = row.removesuffix("<eos>").split(">")
+        assert answer == items[::-1] and row.endswith("<eos>")
+        lengths.add(len(items))
+        scored = vocab.decode(targets[weights == 1])
+        assert scored == answer + "<eos>" and weights.sum() == len(items) + 1
+        assert (targets[weights == 0][len(items) :] == vocab.pad_id).all()  # prompt then padding unscored
+        np.testing.assert_array_equal(inputs[1:], targets[:-1])
+    assert len(lengths) > 2 and lengths <= set(range(1, 7))
+    again = TaskBatches(task, 1, 6, seq_len=13, global_batch_size=8, seed=5)(7)
+    assert all((again[k] == batch[k]).all() for k in batch)
+    halves = [TaskBatches(task, 1, 6, 13, 8, 5, process_index=p, process_count=2)(7) for p in (0, 1)]
+    for k in batch:
+        np.testing.assert_array_equal(np.concatenate([h[k] for h in halves]), batch[k])
+    assert not (TaskBatches(task, 1, 6, 13, 8, 6)(7)["inputs"] == batch["inputs"]).all()
+    assert not (batches(8)["inputs"] == batch["inputs"]).all()
+
+
+def test_task_batches_refuse_what_they_cannot_make():
+    task = build_task("copy")
+    with pytest.raises(TaskError, match="set train_len to at least 21"):
+        TaskBatches(task, 1, 10, seq_len=20, global_batch_size=2, seed=0)
+    with pytest.raises(TaskError, match="min_len 5 is above task.max_len 3"):
+        TaskBatches(task, 5, 3, seq_len=20, global_batch_size=2, seed=0)
+    with pytest.raises(TaskError, match="1 to 101 digits, not 200"):
+        TaskBatches(build_task("addition"), 1, 200, seq_len=2000, global_batch_size=2, seed=0)
+    TaskBatches(task, 1, 10, seq_len=21, global_batch_size=2, seed=0)(0)  # exactly long enough

@@ -38,6 +38,10 @@ class Addition(Task):
         # The sum's N + 1 hints must fit in the set from some start.
         return len(HINTS) - 1 if self.index_hints else None
 
+    def max_tokens(self, length: int) -> int:
+        per_digit = 2 if self.index_hints else 1
+        return per_digit * (2 * length + length + 1) + 2 + 1  # operands, a carried sum, + =, EOS
+
     def operands(self, rng: np.random.Generator, n_digits: int) -> tuple:
         """Two uniform ``n_digits``-digit numbers as digit lists, most significant first."""
         first = 0 if n_digits == 1 else 1

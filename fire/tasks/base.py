@@ -58,6 +58,10 @@ class Task:
         """The longest length the task can make; None: no limit."""
         return None
 
+    def max_tokens(self, length: int) -> int:
+        """The most tokens an example of ``length`` has: prompt, answer and EOS."""
+        raise NotImplementedError
+
     def check(self) -> None:
         """Raises :class:`TaskError` for option values the task cannot honour."""
 

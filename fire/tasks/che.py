@@ -31,6 +31,9 @@ class MissingDuplicate(Task):
     def min_length(self) -> int:
         return 2
 
+    def max_tokens(self, length: int) -> int:
+        return length + 3
+
     def example(self, rng: np.random.Generator, length: int) -> Example:
         self.check_length(length)
         w = [str(d) for d in rng.integers(0, 2, length // 2)]
@@ -47,6 +50,9 @@ class OddsFirst(Task):
 
     def symbols(self) -> tuple:
         return ("0", "1", "=")
+
+    def max_tokens(self, length: int) -> int:
+        return 2 * length + 2
 
     def example(self, rng: np.random.Generator, length: int) -> Example:
         self.check_length(length)

@@ -26,6 +26,9 @@ class Copy(Task):
         if not 2 <= self.alphabet_size <= 26:
             raise TaskError(f"task={self.name}'s alphabet_size is 2 to 26, not {self.alphabet_size}.")
 
+    def max_tokens(self, length: int) -> int:
+        return 2 * length + 2
+
     def example(self, rng: np.random.Generator, length: int) -> Example:
         self.check_length(length)
         items = tuple(string.ascii_lowercase[i] for i in rng.integers(0, self.alphabet_size, length))

@@ -74,6 +74,9 @@ class Passkey(Task):
     def min_length(self) -> int:
         return self.fixed_tokens()
 
+    def max_tokens(self, length: int) -> int:
+        return length + len(str(KEYS[1])) + 1
+
     def draw_depth(self, rng: np.random.Generator) -> float:
         return float(rng.uniform()) if self.depth == -1 else float(self.depth)
 
