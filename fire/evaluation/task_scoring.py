@@ -1,0 +1,95 @@
+"""Scoring a trained model on a task at one length: a fixed test set, the answer decoded
+greedily with the KV cache, exact match and per-token accuracy.
+
+The test set of ``(task, length)`` is a pure function of the evaluation seed: example ``k``
+is drawn from the seed sequence ``(eval_seed, length, k)``, independent of any training seed,
+so every model meets the same examples and a smaller set is a prefix of a larger one.
+
+An answer is scored with its EOS: the gold sequence is ``answer EOS``; the prediction is the
+tokens generated after the prompt (greedy, ``fire.model.generate``, stopping at EOS). Exact
+match: the prediction through its first EOS equals the gold sequence. Per-token accuracy: the
+fraction of gold positions where the generated token equals the gold one (free-running, so a
+slip early can cost the tokens after it).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from fire.model.generate import generate
+from fire.tasks import Example, Task
+
+
+def evaluation_examples(task: Task, length: int, n_examples: int, eval_seed: int) -> list:
+    """``n_examples`` examples of ``length``, the same for every model (see the module doc).
+
+    Raises:
+      TaskError: a length the task cannot make."""
+    task.check_length(length)
+    return [task.example(np.random.default_rng([eval_seed, length, k]), length) for k in range(n_examples)]
+
+
+@dataclasses.dataclass
+class TaskScore:
+    """Sums over a test set; the rates are their ratios."""
+
+    n_examples: int = 0
+    exact: int = 0  # examples whose whole answer (and EOS) was generated
+    n_answer_tokens: int = 0  # gold tokens, EOS included
+    correct_tokens: int = 0
+
+    @property
+    def exact_match(self) -> float:
+        return self.exact / self.n_examples
+
+    @property
+    def token_accuracy(self) -> float:
+        return self.correct_tokens / self.n_answer_tokens
+
+    def add(self, other: "TaskScore") -> "TaskScore":
+        return TaskScore(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def compare(new_BxN: np.ndarray, golds: list, eos_id: int) -> TaskScore:
+    """Scores generated tokens ``new_BxN`` (each row: the tokens after its prompt, EOS-filled
+    past its end) against ``golds`` (each the gold ids, ``answer EOS``)."""
+    score = TaskScore()
+    for row, gold in zip(np.asarray(new_BxN), golds):
+        n = len(gold)
+        ends = np.flatnonzero(row == eos_id)
+        predicted = row[: ends[0] + 1] if len(ends) else row
+        shown = np.concatenate([row, np.full(max(0, n - len(row)), -1)])[:n]
+        score = score.add(TaskScore(1, int(np.array_equal(predicted, gold)), n, int((shown == gold).sum())))
+    return score
+
+
+def score_task(model, params, task: Task, examples: list, batch_size: int = 64, impl: str = "dense") -> TaskScore:
+    """Greedy decoding of every example's answer with the KV cache, scored by :func:`compare`.
+
+    Examples are decoded in batches of equal prompt length (the last padded to the others' size by
+    repeating its first row, so a prompt length compiles once); each batch may generate up to the
+    longest gold answer of the set plus one token.
+
+    Raises:
+      GenerationError, LengthError: a total length the model cannot decode (``learned``'s table).
+    """
+    vocab = task.vocabulary
+    encoded = [(vocab.encode_symbols(e.prompt), vocab.encode_symbols(e.answer)) for e in examples]
+    golds = [np.concatenate([answer, [vocab.eos_id]]).astype(np.int32) for _, answer in encoded]
+    budget = max(len(g) for g in golds) + 1
+    by_prompt = {}
+    for i, (prompt, _) in enumerate(encoded):
+        by_prompt.setdefault(len(prompt), []).append(i)
+    score = TaskScore()
+    for prompt_len, members in sorted(by_prompt.items()):
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            rows = [encoded[i][0] for i in chunk]
+            prompt_BxP = np.stack(rows + [rows[0]] * (min(batch_size, len(members)) - len(rows)))
+            out = generate(model, params, prompt_BxP, budget, impl=impl, eos_id=vocab.eos_id)
+            new_BxN = np.asarray(out.tokens_BxS)[: len(chunk), prompt_len:]
+            score = score.add(compare(new_BxN, [golds[i] for i in chunk], vocab.eos_id))
+    return score
+
+
+__all__ = ["Example", "TaskScore", "compare", "evaluation_examples", "score_task"]
