@@ -2,6 +2,9 @@
 
 import ctypes
 import difflib
+import functools
+import inspect
+import re
 import resource
 import sys
 from typing import Iterable
@@ -74,3 +77,23 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     """``' Did you mean a, b?'`` for the choices close to ``word``, else ``''``."""
     close = difflib.get_close_matches(word, list(choices), n=n)
     return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+# Read once per class: reading a class's source takes milliseconds, and every build of an
+# encoding (per layer, per trace) checks its options against the comments.
+@functools.lru_cache(maxsize=None)
+def field_comments(cls, base) -> dict:
+    """``{field: comment}`` for the fields of ``cls`` and of its bases that subclass ``base``,
+    each written ``name: type = default  # comment`` in the class's source (a subclass's
+    comment wins); a class whose source cannot be read adds nothing."""
+    meanings = {}
+    for klass in reversed(cls.__mro__):
+        if not (isinstance(klass, type) and issubclass(klass, base)):
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for name, meaning in re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", source, re.M):
+            meanings[name] = meaning.strip()
+    return meanings

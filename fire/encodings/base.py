@@ -42,8 +42,6 @@ the hook would also have to carry a running state through the key loop.
 """
 
 import functools
-import inspect
-import re
 from typing import Callable, ClassVar, Mapping, NamedTuple, Optional, Tuple
 
 import flax.linen as nn
@@ -51,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from fire.errors import UserError
+from fire.utils import field_comments
 
 Array = jnp.ndarray
 BiasFn = Callable[[Array, Array], Array]
@@ -135,7 +134,7 @@ class PositionEncoding(nn.Module):
     def option_help(cls) -> dict:
         """``{option: meaning}`` from the comments on the class's own option fields (and its
         bases'): the comment next to a field is its documentation."""
-        return dict(_option_comments(cls))
+        return dict(field_comments(cls, PositionEncoding))
 
     @classmethod
     def check(cls, options: Mapping, train_len: int, max_position: int, head_dim: int) -> None:
@@ -191,24 +190,6 @@ class PositionEncoding(nn.Module):
     def summary(self) -> dict:
         """Learned parameters worth logging over training, as ``{name: scalar or [H]}``."""
         return {}
-
-
-# Read once per class: reading a class's source takes milliseconds, and every build of an
-# encoding (per layer, per trace) checks its options against these keys.
-@functools.lru_cache(maxsize=None)
-def _option_comments(cls) -> dict:
-    """:meth:`PositionEncoding.option_help` of ``cls``, read from the source of its classes."""
-    meanings = {}
-    for klass in reversed(cls.__mro__):
-        if not (isinstance(klass, type) and issubclass(klass, PositionEncoding)):
-            continue
-        try:
-            source = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        for name, meaning in re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", source, re.M):
-            meanings[name] = meaning.strip()
-    return meanings
 
 
 def relative_distance(q_pos_BxQ: Array, k_pos_BxK: Array) -> Array:

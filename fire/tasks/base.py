@@ -16,13 +16,12 @@ with its EOS, so a model must also say where it ends.
 import dataclasses
 import functools
 import hashlib
-import inspect
-import re
 from typing import ClassVar, Optional, Sequence
 
 import numpy as np
 
 from fire.errors import UserError
+from fire.utils import field_comments
 
 
 class TaskError(UserError, ValueError):
@@ -83,17 +82,7 @@ class Task:
     @classmethod
     def option_help(cls) -> dict:
         """``{option: meaning}`` from the comments on the class's option fields."""
-        meanings = {}
-        for klass in reversed(cls.__mro__):
-            if not (isinstance(klass, type) and issubclass(klass, Task)):
-                continue
-            try:
-                source = inspect.getsource(klass)
-            except (OSError, TypeError):
-                continue
-            for name, meaning in re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+)$", source, re.M):
-                meanings[name] = meaning.strip()
-        return meanings
+        return dict(field_comments(cls, Task))
 
 
 class Vocabulary:
