@@ -68,23 +68,23 @@ def score_task(model, params, task: Task, examples: list, batch_size: int = 64, 
 
     Examples are decoded in batches of equal prompt length (the last padded to the others' size by
     repeating its first row, so a prompt length compiles once); each batch may generate up to the
-    longest gold answer of the set plus one token.
+    longest gold answer of the set (EOS included).
 
     Raises:
       GenerationError, LengthError: a total length the model cannot decode (``learned``'s table).
     """
     vocab = task.vocabulary
-    encoded = [(vocab.encode_symbols(e.prompt), vocab.encode_symbols(e.answer)) for e in examples]
-    golds = [np.concatenate([answer, [vocab.eos_id]]).astype(np.int32) for _, answer in encoded]
-    budget = max(len(g) for g in golds) + 1
+    prompts = [vocab.encode_symbols(e.prompt) for e in examples]
+    golds = [np.append(vocab.encode_symbols(e.answer), np.int32(vocab.eos_id)) for e in examples]
+    budget = max(len(g) for g in golds)  # past the longest gold, no answer can still be exact
     by_prompt = {}
-    for i, (prompt, _) in enumerate(encoded):
+    for i, prompt in enumerate(prompts):
         by_prompt.setdefault(len(prompt), []).append(i)
     score = TaskScore()
     for prompt_len, members in sorted(by_prompt.items()):
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
-            rows = [encoded[i][0] for i in chunk]
+            rows = [prompts[i] for i in chunk]
             prompt_BxP = np.stack(rows + [rows[0]] * (min(batch_size, len(members)) - len(rows)))
             out = generate(model, params, prompt_BxP, budget, impl=impl, eos_id=vocab.eos_id)
             new_BxN = np.asarray(out.tokens_BxS)[: len(chunk), prompt_len:]

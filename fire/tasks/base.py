@@ -121,11 +121,9 @@ class Vocabulary:
 
     def decode(self, ids) -> str:
         """The symbols of ``ids``; PAD and BOS are dropped, EOS is written ``<eos>``."""
-        names = {self.eos_id: "<eos>"}
-        return self.separator.join(
-            self.symbols[i] if i < len(self.symbols) else names[i] for i in map(int, ids) if i != self.pad_id
-            and i != self.bos_id and i < self.vocab_size
-        )  # fmt: skip
+        names = {self.eos_id: "<eos>"}  # PAD, BOS and ids past the vocabulary: nothing
+        shown = (self.symbols[i] if i < len(self.symbols) else names.get(i) for i in map(int, ids))
+        return self.separator.join(s for s in shown if s)
 
     def n_bytes(self, ids) -> int:
         """UTF-8 bytes of the symbols (specials: 0), for the Tokenizer interface."""

@@ -54,7 +54,7 @@ class TaskBatches:
             raise TaskError(f"task.min_len {min_len} is above task.max_len {max_len}: give min_len <= max_len.")
         task.check_length(min_len)
         task.check_length(max_len)
-        longest = max(task.max_tokens(n) for n in (min_len, max_len))
+        longest = task.max_tokens(max_len)  # every task's grows with the length
         if longest > seq_len + 1:
             raise TaskError(
                 f"task={task.name} at length {max_len} makes examples of up to {longest} tokens; a training row "
