@@ -147,6 +147,19 @@ class Key:
         return f"{path} must be {self.values}, got {value!r} ({self.meaning}).{hint}"
 
 
+def values_of_default(default, low: float = 0, positive: bool = False):
+    """The values an option accepts, from its default's type: true/false for a bool, an
+    integer (a float option takes one too) or a finite number of at least ``low`` (above 0
+    with ``positive``), text otherwise."""
+    if isinstance(default, bool):
+        return Boolean()
+    if isinstance(default, int):
+        return Integer(1 if positive else int(low))
+    if isinstance(default, float):
+        return Number(float(low), open_low=positive)
+    return Text()
+
+
 def defaults(table: Mapping, axes: Optional[Mapping] = None) -> dict:
     """``{name: default}`` of a table (nested tables as nested dicts), for the sweep ``axes``."""
     return {

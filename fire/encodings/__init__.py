@@ -26,7 +26,7 @@ from fire.encodings.rotary import RoPE, RoPEPI, YaRN
 from fire.encodings.sandwich import Sandwich
 from fire.encodings.t5 import T5Bias, t5_bucket
 from fire.errors import UserError
-from fire.keys import Boolean, Integer, Key, Number, Text, check, suggest
+from fire.keys import Key, check, suggest, values_of_default
 from fire.utils import did_you_mean
 
 # name -> (module class, option values that define the name)
@@ -103,15 +103,7 @@ def option_keys(name: str) -> dict:
     meanings = cls.option_help()
     table = {}
     for key, default in encoding_options(name).items():
-        positive = key in cls.positive_options
-        if isinstance(default, bool):
-            values = Boolean()
-        elif isinstance(default, int):
-            values = Integer(1 if positive else 0)
-        elif isinstance(default, float):
-            values = Number(0.0, open_low=positive)
-        else:
-            values = Text()
+        values = values_of_default(default, positive=key in cls.positive_options)
         table[key] = Key(default, meanings.get(key, f"an option of {cls.__name__}"), values)
     return table
 

@@ -10,7 +10,7 @@ comment) in a module of its own and add one ``register`` line below.
 import dataclasses
 from typing import Mapping, Optional, Type
 
-from fire.keys import Boolean, Integer, Key, Number, Text, suggest
+from fire.keys import Key, suggest, values_of_default
 from fire.tasks.addition import HINTS, Addition
 from fire.tasks.base import Example, Task, TaskError, Vocabulary
 from fire.tasks.che import MissingDuplicate, OddsFirst
@@ -55,14 +55,8 @@ def option_keys(name: str) -> dict:
     meanings = cls.option_help()
     table = {}
     for key, default in task_options(name).items():
-        if isinstance(default, bool):
-            values = Boolean()
-        elif isinstance(default, int):
-            values = Integer(0)
-        elif isinstance(default, float):
-            values = Number(-1.0)
-        else:
-            values = Text()
+        # A float option may be -1 (passkey's depth: uniform); the task's check() says more.
+        values = values_of_default(default, low=-1 if isinstance(default, float) else 0)
         table[key] = Key(default, meanings.get(key, f"an option of {cls.__name__}"), values)
     return table
 
