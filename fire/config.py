@@ -2,15 +2,16 @@
 
 Every key is declared once, in the tables below (one per block, :class:`fire.keys.Key`: its
 default, its meaning and the values it accepts): :func:`from_axes` builds the config from
-their defaults for the sweep axes (``pe``, ``size``, ``train_len``, ``data`` and the bare flag
-``smoke``), as ``configs/lm.py:pe=fire,size=small`` does on the command line;
+their defaults for the sweep axes (``pe``, ``size``, ``train_len``, ``data``, ``task`` and the
+bare flag ``smoke``), as ``configs/lm.py:pe=fire,size=small`` does on the command line;
 :func:`explain` (``--print_config``) prints their meanings; :func:`check` checks a config
 against them. Every key is overridable as ``--config.a.b=value``.
 
 The ``encoding`` block holds the encoding's own options: its class's fields, their comments
 and types (``fire.encodings.option_keys``). Defaults that depend on the run (FIRE's ``L0``,
 ``learned``'s ``max_len``) are 0 there and resolve to the final ``train_len`` however it was
-set.
+set. The ``task`` block (:func:`task_keys`) holds a task run's curriculum and the task's own
+options (``fire.tasks.option_keys``); a language-modelling run's holds the empty name.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ import re
 import ml_collections
 
 from fire import keys
+from fire import tasks as fire_tasks
 from fire.data.config import DATA
 from fire.encodings import REGISTRY, option_keys, resolved_options
 from fire.errors import ConfigError
@@ -27,7 +29,8 @@ from fire.keys import Boolean, Choice, Integer, Key, Number, Text
 from fire.model import DTYPES, IMPLEMENTATIONS, SIZES
 from fire.utils import did_you_mean
 
-AXES = {"pe": "fire", "size": "tiny", "train_len": "512", "data": "shakespeare", "smoke": None}
+# train_len's default "512" is for language modelling; a task run's is its longest example.
+AXES = {"pe": "fire", "size": "tiny", "train_len": "512", "data": "shakespeare", "task": "", "smoke": None}
 
 # Per-size optimisation defaults: (global batch in sequences, peak learning rate).
 OPTIMISATION = {"tiny": (16, 2e-3), "small": (8, 1e-3), "base": (256, 3e-4), "large": (256, 2e-4)}
@@ -98,6 +101,7 @@ RUN = {
     "model": MODEL,
     "encoding": {},  # the encoding's options: see declarations()
     "data": {**DATA, "name": dataclasses.replace(DATA["name"], default=axis("data"))},
+    "task": {},  # the task's block: see task_keys()
     "batch_size": Key(of_size(OPTIMISATION, 0), "global batch in sequences of train_len tokens", Integer(1)),
     "grad_accum_steps": Key(1, "micro-batches per step; batch_size must divide by it", Integer(1)),
     "train_positions": TRAIN_POSITIONS,
@@ -115,23 +119,95 @@ RUN = {
 }
 
 
-def declarations(pe: str) -> dict:
-    """The run config's tables for the encoding ``pe``: :data:`RUN` with the encoding's
-    options as its ``encoding`` block. Raises UnknownEncodingError for an unknown ``pe``."""
-    return {**RUN, "encoding": option_keys(pe)}
+class _TaskNames:
+    """'' and the registered tasks, read when checked (a test may register one meanwhile)."""
+
+    def __contains__(self, name) -> bool:
+        return name == "" or name in fire_tasks.REGISTRY
+
+    def __iter__(self):
+        return iter(("''", *fire_tasks.REGISTRY))
+
+
+TASK_NAME = Key(axis("task"), "the task trained on, an axis: configs/lm.py:task=NAME; '': language modelling on data",
+                Choice(_TaskNames()))  # fmt: skip
+VALIDATION_EXAMPLES = 256
+
+
+def task_keys(name: str) -> dict:
+    """The ``task`` block of a run on task ``name`` (``''``: language modelling, the name
+    alone): the curriculum's range, the validation set's size and the task's own options.
+    Raises TaskError for an unknown task."""
+    if not name:
+        return {"name": TASK_NAME}
+    task = fire_tasks.build_task(name)
+    low, high = task.training_lengths()
+    unit = task.length_unit
+    return {
+        "name": TASK_NAME,
+        "min_len": Key(low, f"the shortest training example, in {unit} (lengths uniform in [min_len, max_len])",
+                       Integer(1)),
+        "max_len": Key(high, f"the longest training example, in {unit}", Integer(1)),
+        "eval_examples": Key(VALIDATION_EXAMPLES, "test examples per validation, spread over [min_len, max_len]",
+                             Integer(1)),
+        **fire_tasks.option_keys(name),
+    }  # fmt: skip
+
+
+def declarations(pe: str, task: str = "") -> dict:
+    """The run config's tables for the encoding ``pe`` and the task ``task`` (``''``:
+    language modelling): :data:`RUN` with the encoding's options as its ``encoding`` block and
+    :func:`task_keys` as its ``task`` block. Raises UnknownEncodingError for an unknown ``pe``,
+    TaskError for an unknown task."""
+    return {**RUN, "encoding": option_keys(pe), "task": task_keys(task)}
+
+
+def _declared(config) -> dict:
+    task = config.get("task")
+    return declarations(config.pe, task.get("name", "") if task is not None else "")
+
+
+def is_task_run(config) -> bool:
+    """Whether a run config trains on a task's examples (else: language modelling on data)."""
+    block = config.get("task")
+    return bool(block is not None and block.get("name"))
+
+
+def task_of(config) -> "fire_tasks.Task | None":
+    """The task a run config trains on, built from its ``task`` block; None for language
+    modelling. Raises TaskError for options the task cannot honour."""
+    if not is_task_run(config):
+        return None
+    block = config.task
+    own = {k: v for k, v in block.items() if k not in ("name", "min_len", "max_len", "eval_examples")}
+    return fire_tasks.build_task(block.name, own)
+
+
+def tokenizer_of(config):
+    """The run's tokenizer: its task's vocabulary, or the data block's tokenizer (built, and
+    trained and cached if it is SentencePiece's)."""
+    from fire import data as fire_data
+
+    task = task_of(config)
+    return task.vocabulary if task is not None else fire_data.get_tokenizer(config.data)
 
 
 def parse_axes(arg: str) -> dict:
-    """``'pe=fire,smoke'`` -> ``{'pe': 'fire', 'smoke': True, ...defaults}``, strictly.
+    """``'pe=fire,smoke'`` -> ``{'pe': 'fire', 'smoke': True, ...defaults}``, strictly. With
+    a task and no ``train_len``, the training length is the task's longest example at its
+    default ``max_len`` (prompt, answer and EOS, less the one token a row adds).
 
     Raises:
-      ConfigError: an unknown axis, encoding or size, a missing value, or a training length
-        that is not an integer of at least 2.
+      ConfigError: an unknown axis, encoding or size, a missing value, a training length
+        that is not an integer of at least 2, a task with a data axis.
+      TaskError: an unknown task (with the nearest names).
     """
     axes = {k: v for k, v in AXES.items() if v is not None}
     axes["smoke"] = False
+    given = set()
     for item in filter(None, (s.strip() for s in (arg or "").split(","))):
         key, _, value = item.partition("=")
+        given.add(key)
         if key not in AXES:
             raise ConfigError(
                 f"Unknown config axis {key!r}.{did_you_mean(key, AXES, 2)} Valid axes: {', '.join(AXES)}."
@@ -149,12 +225,19 @@ def parse_axes(arg: str) -> dict:
             f"Unknown position encoding pe={axes['pe']}.{did_you_mean(axes['pe'], REGISTRY)} "
             f"Valid: {', '.join(REGISTRY)}."
         )
+    if axes["task"]:
+        fire_tasks.lookup(axes["task"])  # an unknown task, with the nearest names
+        if axes["data"] != AXES["data"]:
+            raise ConfigError(f"task={axes['task']} trains on its own examples, not on data={axes['data']}: give one.")
     if axes["size"] not in SIZES:
         raise ConfigError(f"Unknown model size size={axes['size']}; valid: {', '.join(SIZES)}.")
     try:
         axes["train_len"] = int(axes["train_len"])
     except ValueError:
         raise ConfigError(f"train_len must be an integer, got {axes['train_len']!r}.") from None
+    if axes["task"] and "train_len" not in given:
+        task = fire_tasks.build_task(axes["task"])
+        axes["train_len"] = task.max_tokens(task.training_lengths()[1]) - 1
     if axes["train_len"] < 2:
         raise ConfigError(f"train_len must be at least 2, got {axes['train_len']}.")
     return axes
@@ -164,7 +247,7 @@ def from_axes(arg: str = "", lock: bool = True) -> ml_collections.ConfigDict:
     """The run config for the sweep axes in ``arg`` (see :func:`parse_axes`): every key's
     declared default, then ``smoke``'s values if asked."""
     axes = parse_axes(arg)
-    c = ml_collections.ConfigDict(keys.defaults(declarations(axes["pe"]), axes))
+    c = ml_collections.ConfigDict(keys.defaults(declarations(axes["pe"], axes["task"]), axes))
     if axes["smoke"]:
         apply_smoke(c)
     if lock:
@@ -181,9 +264,10 @@ def check(config) -> None:
       ConfigError: the first value its key does not accept, naming the key, what it
         accepts and what the key means.
       UnknownEncodingError: an unknown ``pe`` or encoding option.
+      TaskError: an unknown task or task option.
     """
     resolved_options(config.pe, config.encoding)
-    keys.check(config, declarations(config.pe))
+    keys.check(config, _declared(config))
 
 
 def data_seed(config) -> int:
@@ -207,7 +291,8 @@ def set_dotted(config: ml_collections.ConfigDict, key: str, value) -> None:
 def apply_smoke(c: ml_collections.ConfigDict) -> None:
     """A few dozen steps of a micro model: exercises every code path in seconds."""
     c.model.update(num_layers=2, d_model=64, num_heads=4, d_ff=128)
-    c.train_len = min(c.train_len, 64)
+    if not c.task.name:  # a task run's length is its longest example's
+        c.train_len = min(c.train_len, 64)
     c.batch_size = 4
     c.num_steps = 30
     c.optimizer.warmup_steps = 5
@@ -220,7 +305,7 @@ def apply_smoke(c: ml_collections.ConfigDict) -> None:
 def explain(config: ml_collections.ConfigDict) -> str:
     """Every key of ``config`` with its value, meaning and accepted values, one per line, as
     ``--config.KEY=VALUE`` would set it (keys a config file added itself: the value alone)."""
-    declared = keys.flatten(declarations(config.pe))
+    declared = keys.flatten(_declared(config))
     lines = []
 
     def walk(node, prefix=""):
@@ -265,6 +350,11 @@ def check_keys(config: ml_collections.ConfigDict, names) -> None:
     have, naming the nearest valid keys (:func:`fire.keys.nearest_keys`)."""
     valid = _leaf_keys(config)
     for name in names:
+        if name.startswith("task.") and not config.task.name:
+            raise ConfigError(
+                f"--config.{name} is a task option, and this run trains no task: give one in the axes "
+                f"(configs/lm.py:task=NAME; tasks: {', '.join(fire_tasks.REGISTRY)})."
+            )
         node = config
         for part in name.split("."):
             if not isinstance(node, ml_collections.ConfigDict) or part not in node:
@@ -287,7 +377,7 @@ def check_override_values(config: ml_collections.ConfigDict, overrides) -> None:
     """Raises ConfigError for the first ``(KEY, VALUE)`` override whose text cannot be a value
     of its declared key (``maybe`` for a boolean, ``abc`` for an integer), naming the key and
     what it accepts; whether the value is in bounds is :func:`check`'s to say."""
-    declared = keys.flatten(declarations(config.pe)) if config.get("pe") in REGISTRY else {}
+    declared = keys.flatten(_declared(config)) if config.get("pe") in REGISTRY else {}
     for name, text in overrides:
         key = declared.get(name)
         if key is None or text is None:

@@ -54,9 +54,10 @@ def row_key(row: dict) -> tuple:
 
 
 class Cache:
-    """Every row computed into an output folder, one JSON line each, appended as it is made."""
+    """Every row computed into an output folder, one JSON line each, appended as it is made;
+    rows of another ``scorer`` version are not reused."""
 
-    def __init__(self, output_dir: str):
+    def __init__(self, output_dir: str, scorer: int = SCORER_VERSION):
         self.path = os.path.join(output_dir, CACHE)
         self.rows = {}
         if os.path.exists(self.path):
@@ -64,7 +65,7 @@ class Cache:
                 for line in f:
                     try:
                         row = json.loads(line)
-                        if row.get("scorer") == SCORER_VERSION:  # older scorers meant other numbers
+                        if row.get("scorer") == scorer:  # older scorers meant other numbers
                             row["run_path"] = os.path.abspath(row["run_path"])
                             self.rows[row_key(row)] = row
                     except (ValueError, KeyError, AttributeError):

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fire import data as fire_data
 from fire.checkpoint import abstract_like, latest_step, restore_params
+from fire.config import task_of, tokenizer_of
 from fire.encodings import encoding_options as default_options
 from fire.encodings import resolved_options
 from fire.errors import UserError
@@ -71,7 +71,19 @@ class TrainedRun:
             run=self.workdir, label=self.label, pe=c.pe, train_len=c.train_len, model=model,
             n_params=count_params(self.abstract_params), step=self.step,
             train_tokens=(self.step or 0) * c.batch_size * c.train_len, data=c.data.name,
-            tokenizer=self.tokenizer.fingerprint, run_path=self.path,
+            tokenizer=self.tokenizer.fingerprint, run_path=self.path, **self.task_info(),
+        )  # fmt: skip
+
+    def task_info(self) -> dict:
+        """A task run's task and training range (``task``, ``task_options``, ``length_unit``,
+        ``train_min_len``, ``train_max_len``, ``train_examples``: examples seen); empty for language modelling."""
+        task = task_of(self.config)
+        if task is None:
+            return {}
+        return dict(
+            task=task.name, task_options=dataclasses.asdict(task), length_unit=task.length_unit,
+            train_min_len=self.config.task.min_len, train_max_len=self.config.task.max_len,
+            train_examples=(self.step or 0) * self.config.batch_size,
         )  # fmt: skip
 
 
@@ -97,7 +109,7 @@ def load_run(
         raise EvalError(f"{workdir} is not a training run: it has no {os.path.basename(paths.config)}.")
     config = paths.read_config()
     description = describe(config)
-    tokenizer = fire_data.get_tokenizer(config.data)
+    tokenizer = tokenizer_of(config)
     trained = ModelConfig.from_run_config(config, tokenizer.vocab_size)
     model_cfg = trained
     changes = {}
@@ -150,10 +162,10 @@ def expand_workdirs(patterns) -> list:
 
 
 def describe(config) -> str:
-    """A run's label: its config's ``name`` if it has one, else ``pe@train_len``, then the
-    encoding options that differ from the encoding's defaults (an option whose default 0
-    stands for the training length counts as default at that value), e.g.
-    ``fire@128 (interpolate=False)``."""
+    """A run's label: its config's ``name`` if it has one, else ``pe@train_len`` (a task
+    run's: ``pe@min_len-max_len``, its training range in the task's unit), then the encoding
+    options that differ from the encoding's defaults (an option whose default 0 stands for the
+    training length counts as default at that value), e.g. ``fire@128 (interpolate=False)``."""
     if config.get("name"):
         return config.name
     defaults = default_options(config.pe)
@@ -162,7 +174,8 @@ def describe(config) -> str:
         for k, v in sorted(config.encoding.items())
         if k in defaults and v != defaults[k] and not (defaults[k] == 0 and v == config.train_len)
     ]
-    return f"{config.pe}@{config.train_len}" + (f" ({', '.join(changed)})" if changed else "")
+    trained = f"{config.task.min_len}-{config.task.max_len}" if task_of(config) else config.train_len
+    return f"{config.pe}@{trained}" + (f" ({', '.join(changed)})" if changed else "")
 
 
 def load_runs(patterns, block_size: int = 0, need_checkpoints: bool = True, encoding_options=None) -> list:

@@ -66,13 +66,21 @@ def logits_chunk_tokens(vocab_size: int) -> int:
     return max(1, LOGITS_CHUNK_BYTES // (4 * vocab_size))
 
 
-def make_score_fn(model: Transformer, impl: str, chunk_tokens: int, special_ids=None) -> Callable:
+def make_score_fn(
+    model: Transformer, impl: str, chunk_tokens: int, special_ids=None, per_row: bool = False
+) -> Callable:
     """``(params, inputs_BxT, targets_BxT, weights_BxT) -> (nll_T, weight_T)``: the weighted
     loss in nats and the weights, each summed over the batch, per position (float32).
 
     With ``special_ids`` (the ids that stand for no text: EOS, BOS, PAD) a third output,
     ``text_nll``: the weighted loss summed over the targets that are text, the numerator of
-    bits per byte (log-perplexity per token counts every scored target, EOS included)."""
+    bits per byte (log-perplexity per token counts every scored target, EOS included).
+
+    With ``per_row``, two more outputs summed per row instead: ``correct_B``, the weighted
+    targets that are the model's most likely token, and ``weight_B``. A row whose
+    ``correct_B`` equals its ``weight_B`` is one whose greedy decoding yields its targets
+    (teacher forcing and greedy decoding agree while every prediction is right), so this is
+    the exact match of a task's answer in one forward pass."""
 
     def score(params, inputs_BxT, targets_BxT, weights_BxT):
         hidden_BxTxD = model.apply({"params": params}, inputs_BxT, impl=impl, return_hidden=True)
@@ -85,14 +93,19 @@ def make_score_fn(model: Transformer, impl: str, chunk_tokens: int, special_ids=
 
         def chunk_nll(xs):
             h_CxD, t_C = xs
-            return token_nll(model.apply({"params": params}, h_CxD, method=Transformer.logits), t_C)
+            logits_CxV = model.apply({"params": params}, h_CxD, method=Transformer.logits)
+            return token_nll(logits_CxV, t_C), jnp.argmax(logits_CxV, -1) == t_C
 
-        nll_BxT = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC)).reshape(-1)[: B * T].reshape(B, T)
+        nll_NxC, hit_NxC = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC))
+        nll_BxT = nll_NxC.reshape(-1)[: B * T].reshape(B, T)
         sums = ((nll_BxT * weights_BxT).sum(0), weights_BxT.sum(0))
-        if special_ids is None:
-            return sums
-        text_BxT = ~jnp.isin(targets_BxT, jnp.asarray(special_ids, targets_BxT.dtype))
-        return sums + ((nll_BxT * weights_BxT * text_BxT).sum(),)
+        if special_ids is not None:
+            text_BxT = ~jnp.isin(targets_BxT, jnp.asarray(special_ids, targets_BxT.dtype))
+            sums += ((nll_BxT * weights_BxT * text_BxT).sum(),)
+        if per_row:
+            hit_BxT = hit_NxC.reshape(-1)[: B * T].reshape(B, T)
+            sums += ((hit_BxT * weights_BxT).sum(1), weights_BxT.sum(1))
+        return sums
 
     return score
 

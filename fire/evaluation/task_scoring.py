@@ -2,8 +2,9 @@
 greedily with the KV cache, exact match and per-token accuracy.
 
 The test set of ``(task, length)`` is a pure function of the evaluation seed: example ``k``
-is drawn from the seed sequence ``(eval_seed, length, k)``, independent of any training seed,
-so every model meets the same examples and a smaller set is a prefix of a larger one.
+is drawn from the seed sequence ``(eval_seed, length, k)`` (``fire.tasks.base.test_rng``),
+apart from every training example's, so every model meets the same examples and a smaller
+set is a prefix of a larger one.
 
 An answer is scored with its EOS: the gold sequence is ``answer EOS``; the prediction is the
 tokens generated after the prompt (greedy, ``fire.model.generate``, stopping at EOS). Exact
@@ -18,6 +19,7 @@ import numpy as np
 
 from fire.model.generate import generate
 from fire.tasks import Example, Task
+from fire.tasks.base import test_rng
 
 
 def evaluation_examples(task: Task, length: int, n_examples: int, eval_seed: int) -> list:
@@ -26,7 +28,7 @@ def evaluation_examples(task: Task, length: int, n_examples: int, eval_seed: int
     Raises:
       TaskError: a length the task cannot make."""
     task.check_length(length)
-    return [task.example(np.random.default_rng([eval_seed, length, k]), length) for k in range(n_examples)]
+    return [task.example(test_rng(eval_seed, length, k), length) for k in range(n_examples)]
 
 
 @dataclasses.dataclass

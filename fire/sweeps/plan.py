@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from fire.config import task_of
 from fire.model import ModelConfig, abstract_params, count_params, train_flops_per_token
 from fire.sweeps.spec import RunSpec, SweepError, run_config
 from fire.utils import GiB, MiB, format_bytes, format_count, format_duration
@@ -77,7 +78,11 @@ class Cost:
 
 
 def vocab_size(config) -> int:
-    """The byte tokenizer's vocabulary, or the configured SentencePiece size (no files read)."""
+    """A task's vocabulary, the byte tokenizer's, or the configured SentencePiece size (no
+    files read)."""
+    task = task_of(config)
+    if task is not None:
+        return task.vocabulary.vocab_size
     return config.data.spm_vocab_size if config.data.tokenizer == "sentencepiece" else BYTES_VOCAB
 
 

@@ -38,6 +38,9 @@ class Addition(Task):
         # The sum's N + 1 hints must fit in the set from some start.
         return len(HINTS) - 1 if self.index_hints else None
 
+    def training_lengths(self) -> tuple:
+        return (1, 10)
+
     def max_tokens(self, length: int) -> int:
         per_digit = 2 if self.index_hints else 1
         return per_digit * (2 * length + length + 1) + 2 + 1  # operands, a carried sum, + =, EOS

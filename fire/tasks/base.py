@@ -28,6 +28,28 @@ class TaskError(UserError, ValueError):
     """A task, option or length that cannot be served."""
 
 
+# The first word of every example generator's seed sequence: training, validation and test
+# examples are drawn from different sequences, so a test example is never a training
+# example's draw (whatever the seeds), though a small task can make the same example twice.
+TRAINING_STREAM, TEST_SET, VALIDATION_SET = 0x7472616E, 0x74657374, 0x76616C69
+
+
+def training_rng(seed: int, step: int, row: int) -> np.random.Generator:
+    """The generator of row ``row`` of the global training batch at ``step``."""
+    return np.random.default_rng([TRAINING_STREAM, seed, step, row])
+
+
+def test_rng(eval_seed: int, length: int, k: int) -> np.random.Generator:
+    """The generator of test example ``k`` at ``length``."""
+    return np.random.default_rng([TEST_SET, eval_seed, length, k])
+
+
+def validation_rng(length: int, k: int) -> np.random.Generator:
+    """The generator of validation example ``k`` at ``length`` (training's progress check:
+    neither a training nor a test draw)."""
+    return np.random.default_rng([VALIDATION_SET, length, k])
+
+
 @dataclasses.dataclass(frozen=True)
 class Example:
     """``prompt`` and ``answer`` as sequences of the task's symbols (the answer without EOS)."""
@@ -56,6 +78,10 @@ class Task:
     def max_length(self) -> Optional[int]:
         """The longest length the task can make; None: no limit."""
         return None
+
+    def training_lengths(self) -> tuple:
+        """The default ``(min_len, max_len)`` of the training curriculum."""
+        return (self.min_length(), 20)
 
     def max_tokens(self, length: int) -> int:
         """The most tokens an example of ``length`` has: prompt, answer and EOS."""

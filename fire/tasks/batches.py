@@ -2,10 +2,10 @@
 
 Row ``r`` of the global batch at step ``s`` holds one example of a length drawn uniformly from
 ``[min_len, max_len]`` (the length curriculum), generated from the seed sequence
-``(seed, s, r)``: every batch is a pure function of the step, so the iterator state is the
-step alone, any process count reproduces the single-process batches, and a resumed run gets
-exactly the batch that would have come next (as the language-modelling stream,
-``fire.data.pipeline``).
+``(seed, s, r)`` (``fire.tasks.base.training_rng``): every batch is a pure function of the
+step, so the iterator state is the step alone, any process count reproduces the
+single-process batches, and a resumed run gets exactly the batch that would have come next
+(as the language-modelling stream, ``fire.data.pipeline``).
 
 A row is ``prompt answer EOS`` then PAD up to ``seq_len + 1`` tokens; ``inputs`` and
 ``targets`` are that row shifted by one, and ``weights`` is 1 where the target is an answer
@@ -17,7 +17,7 @@ it and no attention mask is needed.
 
 import numpy as np
 
-from fire.tasks.base import Task, TaskError
+from fire.tasks.base import Task, TaskError, training_rng
 
 
 def example_row(task: Task, rng: np.random.Generator, length: int, seq_len: int) -> tuple:
@@ -68,7 +68,7 @@ class TaskBatches:
         self.row0 = process_index * self.local_batch_size
 
     def row(self, step: int, global_row: int) -> tuple:
-        rng = np.random.default_rng([self.seed, step, global_row])
+        rng = training_rng(self.seed, step, global_row)
         length = int(rng.integers(self.min_len, self.max_len + 1))
         return example_row(self.task, rng, length, self.seq_len)
 

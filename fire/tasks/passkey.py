@@ -74,6 +74,9 @@ class Passkey(Task):
     def min_length(self) -> int:
         return self.fixed_tokens()
 
+    def training_lengths(self) -> tuple:
+        return (self.min_length(), 256)
+
     def max_tokens(self, length: int) -> int:
         return length + len(str(KEYS[1])) + 1
 

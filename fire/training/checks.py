@@ -6,10 +6,13 @@ import jax
 
 from fire import config as fire_config
 from fire.checkpoint import latest_step
+from fire.data.config import DATA
 from fire.data.config import check_relations as check_data_relations
 from fire.encodings import encoding_class, resolved_options
 from fire.errors import ConfigError
+from fire.keys import flatten
 from fire.model import ModelConfig
+from fire.tasks import TaskError
 from fire.training import positions
 from fire.training.sharding import data_parallel_size, make_mesh
 
@@ -30,6 +33,7 @@ def check_config(config) -> jax.sharding.Mesh:
     """
     fire_config.check(config)
     check_data_relations(config.data)
+    _check_task(config)
     mesh = make_mesh(config.mesh.to_dict())
     model = ModelConfig.from_run_config(config, vocab_size=1)  # raises for a shape it cannot build
     options = resolved_options(config.pe, config.encoding)
@@ -66,3 +70,32 @@ def check_config(config) -> jax.sharding.Mesh:
             f"init_from={config.init_from} holds no checkpoint to take weights from (a run's workdir is expected)."
         )
     return mesh
+
+
+def _check_task(config) -> None:
+    """A task run: a data block left as it is (the task makes its own examples), a
+    curriculum in order whose lengths the task can make, rows that hold its longest example.
+
+    Raises:
+      ConfigError: a data option; TaskError: a length range or options the task cannot serve.
+    """
+    task = fire_config.task_of(config)
+    if task is None:
+        return
+    for name, key in flatten(DATA).items():
+        if name != "data_dir" and config.data[name] != key.default:
+            raise ConfigError(
+                f"task={task.name} trains on its own examples: drop --config.data.{name} (data options are for "
+                f"language modelling, task='')."
+            )
+    block = config.task
+    if block.min_len > block.max_len:
+        raise TaskError(f"task.min_len {block.min_len} is above task.max_len {block.max_len}: give min_len <= max_len.")
+    task.check_length(block.min_len)
+    task.check_length(block.max_len)
+    longest = task.max_tokens(block.max_len)
+    if longest > config.train_len + 1:
+        raise TaskError(
+            f"task={task.name} at task.max_len {block.max_len} makes examples of up to {longest} tokens, more than a "
+            f"training row of train_len + 1 = {config.train_len + 1}: set --config.train_len={longest - 1} or more."
+        )

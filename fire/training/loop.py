@@ -22,6 +22,7 @@ After the last step: wait for its save, prune old checkpoints, report the time.
 """
 
 import contextlib
+import dataclasses
 import math
 import time
 
@@ -32,9 +33,10 @@ from jax.experimental import multihost_utils
 from fire import data as fire_data
 from fire import workdir as workdir_lib
 from fire.checkpoint import Checkpointer, fingerprints
-from fire.config import data_seed
+from fire.config import data_seed, task_of
 from fire.errors import NonFiniteLossError, Preempted
 from fire.model import train_flops_per_token
+from fire.tasks.batches import TaskBatches
 from fire.training.checks import check_config
 from fire.training.metrics import MetricsWriter, Progress, log
 from fire.training.preemption import Preemption
@@ -84,16 +86,7 @@ def train(config, workdir: str) -> dict:
     with _hold(workdir):
         check_workdir(config, workdir)
         run = build(config, checked_mesh=mesh)
-        fire_data.prepare(config.data, run.tokenizer)
-        iterator = fire_data.train_iterator(
-            config.data,
-            run.tokenizer,
-            config.train_len,
-            config.batch_size,
-            data_seed(config),
-            jax.process_index(),
-            jax.process_count(),
-        )
+        iterator = _train_iterator(run)
         resources = contextlib.ExitStack()
         resources.callback(iterator.close)
         try:
@@ -117,11 +110,54 @@ def train(config, workdir: str) -> dict:
         return final
 
 
+def _train_iterator(run) -> fire_data.TrainIterator:
+    """The run's training batches: the data block's packed stream (prepared first), or the
+    task's examples (``fire.tasks.batches``), each resumable from its saved state."""
+    config = run.config
+    task = task_of(config)
+    if task is None:
+        fire_data.prepare(config.data, run.tokenizer)
+        return fire_data.train_iterator(
+            config.data,
+            run.tokenizer,
+            config.train_len,
+            config.batch_size,
+            data_seed(config),
+            jax.process_index(),
+            jax.process_count(),
+        )
+    block = config.task
+    batches = TaskBatches(
+        task, block.min_len, block.max_len, config.train_len, config.batch_size, data_seed(config),
+        jax.process_index(), jax.process_count(),
+    )  # fmt: skip
+    # What a saved state must match to resume here: the examples of every step.
+    identity = dict(
+        task=task.name,
+        task_options=dataclasses.asdict(task),
+        min_len=int(block.min_len),
+        max_len=int(block.max_len),
+        seed=int(data_seed(config)),
+        seq_len=int(config.train_len),
+        global_batch_size=int(config.batch_size),
+        tokenizer=f"{run.tokenizer.name}:{run.tokenizer.fingerprint}",
+    )
+    return fire_data.TrainIterator(batches, 0, identity)
+
+
+def _trained_on(config) -> str:
+    task = task_of(config)
+    if task is None:
+        return f"data {config.data.name}"
+    return f"task {task.name} at {config.task.min_len}-{config.task.max_len} {task.length_unit}"
+
+
 def _loop(run, workdir, state, iterator, validation, checkpointer, writer, preemption) -> dict:
     config = run.config
     step = int(state["step"])
     log(
-        f"{config.pe} | {config.size} | train_len {config.train_len} | {run.model_cfg.num_layers} layers, "
+        f"{config.pe} | {config.size} | {_trained_on(config)} | train_len {config.train_len} | "
+        f"{run.model_cfg.num_layers} layers, "
         f"d {run.model_cfg.d_model} | {sum(x.size for x in jax.tree_util.tree_leaves(state['params'])):,} params | "
         f"mesh {dict(run.mesh.shape)} | {jax.process_count()} process(es) | workdir {workdir}"
     )
@@ -197,10 +233,7 @@ def _loop(run, workdir, state, iterator, validation, checkpointer, writer, preem
                 )
         if evaluate:
             ev = validation(state["params"])
-            log(
-                f"step {step} | validation at {config.train_len}: loss {ev['eval_loss']:.4f}, "
-                f"ppl {ev['eval_ppl']:.2f} ({validation.n_tokens} tokens)"
-            )
+            log(f"step {step} | {validation.line(ev)}")
             writer.write(step, ev)
             final.update(ev)
             progress.start(step)  # keep evaluation out of the throughput

@@ -3,7 +3,8 @@ steps (train and score), built once before the loop; and the step compiled ahead
 
 The state is sharded at initialisation (``jax.eval_shape`` of the init, then a jitted init
 with the state's shardings); the train step takes the state donated, computes the loss and
-gradients over ``grad_accum_steps`` micro-batches, applies the AdamW update, and returns the
+gradients over ``grad_accum_steps`` micro-batches (a task run's loss: the mean over the
+batch's answer tokens, its ``weights``), applies the AdamW update, and returns the
 new state with the step's metrics (loss, gradient norm, learning rate, the encoding's
 learned scalars) as device arrays: the loop reads them one step later.
 """
@@ -19,10 +20,9 @@ import ml_collections
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from fire import data as fire_data
 from fire import xla
 from fire.checkpoint import abstract_like
-from fire.config import data_seed
+from fire.config import data_seed, is_task_run, tokenizer_of
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn
 from fire.model import ModelConfig, Transformer, encoding_summary, token_nll
 from fire.training import positions
@@ -54,7 +54,7 @@ class TrainingSetup:
     abstract_state: dict
     init_fn: object
     train_step: object
-    score_step: object  # fire.evaluation.scoring's score function, jitted on the mesh
+    score_step: object  # fire.evaluation.scoring's score function (per_row for a task), jitted on the mesh
 
 
 def build(config, vocab_size: Optional[int] = None, checked_mesh: Optional[jax.sharding.Mesh] = None) -> TrainingSetup:
@@ -72,7 +72,7 @@ def build(config, vocab_size: Optional[int] = None, checked_mesh: Optional[jax.s
         cannot be built.
     """
     mesh = check_config(config) if checked_mesh is None else checked_mesh
-    tokenizer = None if vocab_size else fire_data.get_tokenizer(config.data)
+    tokenizer = None if vocab_size else tokenizer_of(config)
     model_cfg = model_config(config, vocab_size or tokenizer.vocab_size)
     model = Transformer(model_cfg)
     tx = make_optimizer(config.optimizer, config.num_steps)
@@ -91,21 +91,28 @@ def build(config, vocab_size: Optional[int] = None, checked_mesh: Optional[jax.s
     accum = config.grad_accum_steps
     data_spec = PartitionSpec(("data", "fsdp"))
     randomize, seed, max_position = config.train_positions.randomize, data_seed(config), model_cfg.max_position
+    weighted = is_task_run(config)  # a task's batch weighs its answer tokens
 
-    def loss_fn(params, inputs_BxT, targets_BxT, positions_BxT=None):
-        logits = model.apply({"params": params}, inputs_BxT, positions_BxT)
-        return token_nll(logits, targets_BxT).mean()
+    def loss_fn(params, micro, total_weight):
+        logits = model.apply({"params": params}, micro["inputs"], micro.get("positions"))
+        nll_BxT = token_nll(logits, micro["targets"])
+        if not weighted:
+            return nll_BxT.mean()
+        # The mean over the answer tokens of the whole batch: the micro-batches' shares add
+        # up to it however the answers fall among them.
+        return (nll_BxT * micro["weights"]).sum() / total_weight
 
     def train_step(state, batch):
         params = state["params"]
         grad_fn = jax.value_and_grad(loss_fn)
-        micro_batch = (batch["inputs"], batch["targets"])
+        micro_batch = dict(batch)
+        total_weight = jnp.maximum(batch["weights"].sum(), 1.0) if weighted else None
         if randomize:
             B, T = batch["inputs"].shape
             positions_BxT = positions.random_positions(seed, state["step"], jnp.arange(B), T, max_position)
-            micro_batch += (jax.lax.with_sharding_constraint(positions_BxT, NamedSharding(mesh, data_spec)),)
+            micro_batch["positions"] = jax.lax.with_sharding_constraint(positions_BxT, NamedSharding(mesh, data_spec))
         if accum == 1:
-            loss, grads = grad_fn(params, *micro_batch)
+            loss, grads = grad_fn(params, micro_batch, total_weight)
         else:
             # Micro-batch k takes rows k, k + accum, ...: each device keeps its own rows.
             def split(x_BxT):
@@ -113,12 +120,13 @@ def build(config, vocab_size: Optional[int] = None, checked_mesh: Optional[jax.s
                 return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(None, ("data", "fsdp"))))
 
             def micro_step(carry, micro):
-                loss, grads = grad_fn(params, *micro)
+                loss, grads = grad_fn(params, micro, total_weight)
                 return jax.tree_util.tree_map(jnp.add, carry, (loss, grads)), None
 
             zeros = (jnp.zeros((), jnp.float32), jax.tree_util.tree_map(jnp.zeros_like, params))
-            (loss, grads), _ = jax.lax.scan(micro_step, zeros, tuple(split(x) for x in micro_batch))
-            loss, grads = jax.tree_util.tree_map(lambda x: x / accum, (loss, grads))
+            (loss, grads), _ = jax.lax.scan(micro_step, zeros, {k: split(x) for k, x in micro_batch.items()})
+            if not weighted:  # a sum of accum means
+                loss, grads = jax.tree_util.tree_map(lambda x: x / accum, (loss, grads))
         updates, opt_state = tx.update(grads, state["opt_state"], params)
         params = optax.apply_updates(params, updates)
         metrics = {
@@ -139,7 +147,7 @@ def build(config, vocab_size: Optional[int] = None, checked_mesh: Optional[jax.s
             donate_argnums=0,
         )
         score_step = xla.jit(
-            make_score_fn(model, model_cfg.attention, logits_chunk_tokens(model_cfg.vocab_size)),
+            make_score_fn(model, model_cfg.attention, logits_chunk_tokens(model_cfg.vocab_size), per_row=weighted),
             in_shardings=(state_sharding["params"], batch_shard, batch_shard, batch_shard),
             out_shardings=replicated,
         )
@@ -162,6 +170,8 @@ def compile_step(run: TrainingSetup, state=None, batch=None):
         shape = (run.config.batch_size, run.config.train_len)
         token = jax.ShapeDtypeStruct(shape, jnp.int32, sharding=batch_sharding(run.mesh))
         batch = {"inputs": token, "targets": token}
+        if is_task_run(run.config):
+            batch["weights"] = jax.ShapeDtypeStruct(shape, jnp.float32, sharding=batch_sharding(run.mesh))
     with jax.set_mesh(run.mesh), nn.logical_axis_rules(RULES):
         compiled = run.train_step.lower(run.abstract_state if state is None else state, batch).compile()
     memory = compiled.memory_analysis()

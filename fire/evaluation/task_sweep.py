@@ -1,0 +1,203 @@
+"""The task sweep: every task run at every test length, scored by exact match of its
+greedily decoded answers, reusing what was computed before.
+
+:func:`sweep` checks every input before any compute (the runs, one task for all, the
+lengths, the output folder), then scores each ``(run, length)`` on the test set of
+``fire.evaluation.task_scoring`` (the evaluation seed's examples, the same for every run) and
+rewrites the results after every length, so an interrupted sweep loses at most the length in
+flight. Rows computed before into the same folder (``cache.jsonl``) are reused when the run,
+its checkpoint and config, the length and the protocol (task options, examples, evaluation
+seed, decoding) all match; rows of other runs or lengths stay in the report, as in the length
+sweep (``fire.evaluation.length_sweep``).
+"""
+
+import dataclasses
+import os
+import re
+import time
+from typing import Callable, Mapping, Optional
+
+from fire import provenance
+from fire.config import task_of
+from fire.encodings import LengthError
+from fire.evaluation import task_report
+from fire.evaluation.length_sweep import Cache, check_writable, config_hash, kept_rows, row_key
+from fire.evaluation.runs import EvalError, TrainedRun, load_runs
+from fire.evaluation.task_scoring import evaluation_examples, score_task
+from fire.model.generate import GenerationError
+from fire.tasks import Task, TaskError, build_task
+
+TASK_SCORER_VERSION = 1  # bumped when a change of the scorer changes its numbers
+DEFAULT_EXAMPLES = 500
+DEFAULT_FACTORS = (1, 2, 4, 8)  # default test lengths: the longest training length times these
+_RANGE = re.compile(r"^(\d+):(\d+)(?::(\d+))?$")
+
+
+def parse_lengths(values) -> list:
+    """``['5', '10:30:10']`` -> ``[5, 10, 20, 30]``: lengths and inclusive ranges
+    ``START:STOP[:STEP]``, sorted, each once. Raises EvalError for anything else."""
+    lengths = set()
+    for value in map(str, values):
+        value = value.strip()
+        match = _RANGE.match(value)
+        if match:
+            start, stop, step = int(match[1]), int(match[2]), int(match[3] or 1)
+            if start > stop or step < 1:
+                raise EvalError(f"--lengths range {value}: give START:STOP[:STEP] with START <= STOP and STEP >= 1.")
+            lengths.update(range(start, stop + 1, step))
+        elif value.isdigit():
+            lengths.add(int(value))
+        else:
+            raise EvalError(f"--lengths takes integers and ranges START:STOP[:STEP], got {value!r}.")
+    if any(L < 1 for L in lengths):
+        raise EvalError(f"--lengths must be at least 1, got {min(lengths)}.")
+    return sorted(lengths)
+
+
+def default_lengths(task: Task, run: TrainedRun) -> list:
+    """The training range's ends, then its longest length times ``DEFAULT_FACTORS``, within
+    what the task can make."""
+    low, high = run.config.task.min_len, run.config.task.max_len
+    top = task.max_length()
+    return sorted({L for L in (low, *(high * k for k in DEFAULT_FACTORS)) if top is None or L <= top})
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskProtocol:
+    """What a task row measures besides the run and the length."""
+
+    n_examples: int = DEFAULT_EXAMPLES
+    eval_seed: int = 0
+    batch_size: int = 64  # examples decoded together (a speed setting: not part of the key)
+    decoding: str = "greedy"
+
+    def key(self, task: Task) -> dict:
+        return dict(name=f"task:{task.name}", task_options=dataclasses.asdict(task), n_examples=self.n_examples,
+                    eval_seed=self.eval_seed, decoding=self.decoding)  # fmt: skip
+
+
+def load_task_runs(patterns, task_options: Optional[Mapping] = None) -> tuple:
+    """The runs and the task they are tested on (their task, with ``task_options`` changed:
+    an evaluation-time variant such as passkey's ``depth``), checked before any compute.
+
+    Raises:
+      EvalError: a language-modelling run, runs of different tasks or training options, or
+        options that change the task's vocabulary.
+      TaskError: an unknown task option or a value the task cannot honour.
+    """
+    runs = load_runs(patterns)
+    trained = {}
+    for run in runs:
+        task = task_of(run.config)
+        if task is None:
+            raise EvalError(
+                f"{run.workdir} is a language-modelling run (task=''): score it with eval_length.py; "
+                f"eval_task.py scores runs trained on a task."
+            )
+        trained[run.workdir] = task
+    tasks = {(t.name, repr(dataclasses.asdict(t))) for t in trained.values()}
+    if len(tasks) > 1:
+        which = ", ".join(f"{w}: {t.name} {dataclasses.asdict(t)}" for w, t in trained.items())
+        raise EvalError(f"the runs were trained on different tasks ({which}); sweep each into its own --output_dir.")
+    base = next(iter(trained.values()))
+    task = build_task(base.name, {**dataclasses.asdict(base), **dict(task_options or {})})
+    if task.vocabulary.fingerprint != base.vocabulary.fingerprint:
+        raise EvalError(
+            f"--task_option {', '.join(f'{k}={v}' for k, v in task_options.items())} changes task={task.name}'s "
+            f"symbols, which the runs' embeddings are for: vary only options that keep them."
+        )
+    if task_options:
+        variant = " [" + ", ".join(f"{k}={v}" for k, v in task_options.items()) + "]"
+        for run in runs:
+            run.label += variant
+    return runs, task
+
+
+def sweep(patterns, lengths, protocol: TaskProtocol, output_dir: str, task_options: Optional[Mapping] = None,
+          log: Callable = print) -> list:  # fmt: skip
+    """Scores every task run (workdirs or globs) at every test length (default
+    :func:`default_lengths`), writes ``output_dir`` (``fire.evaluation.task_report``) and
+    returns the rows.
+
+    Raises:
+      EvalError, TaskError: bad input (:func:`load_task_runs`, :func:`parse_lengths`, a length
+        the task cannot make, an output folder that cannot be written), before any compute.
+    """
+    if protocol.n_examples < 1 or protocol.batch_size < 1:
+        raise EvalError("--n_examples and --batch_size must be at least 1.")
+    runs, task = load_task_runs(patterns, task_options)
+    lengths = parse_lengths(lengths) if lengths else None
+    plan = [(run, L) for run in runs for L in (lengths or default_lengths(task, run))]
+    for L in sorted({L for _, L in plan}):
+        try:
+            task.check_length(L)
+        except TaskError as e:
+            raise TaskError(f"--lengths: {e}") from None
+    check_writable(output_dir)
+    cache = Cache(output_dir, TASK_SCORER_VERSION)
+    protocol_key = protocol.key(task)
+    earlier = kept_rows(task_report.read_results(output_dir), plan, protocol_key)
+    examples, rows, n_reused = {}, [], 0
+    for i, (run, L) in enumerate(plan, 1):
+        identity = dict(run_path=run.path, step=run.step, config_hash=config_hash(run), eval_len=L,
+                        protocol_key=protocol_key)  # fmt: skip
+        row = cache.get(row_key(identity))
+        if row is None:
+            run.params(log)  # reading may skip a damaged newest step: the row is then the older step's
+            identity["step"] = run.step
+            row = cache.get(row_key(identity))
+        reused = row is not None
+        if not reused:
+            if L not in examples:
+                examples[L] = evaluation_examples(task, L, protocol.n_examples, protocol.eval_seed)
+            row = {**_score(run, task, examples[L], protocol), **identity, **provenance.row_stamp()}
+        n_reused += reused
+        row = {**row, "label": run.label, "run": run.workdir}
+        rows.append(row)
+        log(progress_line(i, len(plan), row, reused))
+        try:
+            if not reused and row["exact_match"] is not None:
+                cache.add(row)
+            task_report.write_results(output_dir, earlier + rows)
+        except OSError as e:
+            raise EvalError(
+                f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so far are in {cache.path}."
+            ) from None
+        if i == len(plan) or plan[i][0] is not run:
+            run.release()
+    try:
+        written = task_report.write_plots(output_dir, earlier + rows)
+        provenance.record(output_dir, rows_computed=len(rows) - n_reused, rows_reused=n_reused,
+                          rows_kept=len(earlier), runs=sorted({os.path.relpath(r.path) for r, _ in plan}))  # fmt: skip
+    except OSError as e:
+        raise EvalError(f"could not write plots to {output_dir}: {e.strerror or e}.") from None
+    log(f"Wrote {', '.join(['results.csv', 'results.json', 'results.md', *written])} to {output_dir}")
+    return rows
+
+
+def _score(run: TrainedRun, task: Task, examples: list, protocol: TaskProtocol) -> dict:
+    """One row's measurement: the run's fields, the task's, the scores and their counts."""
+    info = {**run.info(), "task_options": dataclasses.asdict(task), "length_unit": task.length_unit}
+    fields = dict(n_examples=len(examples), decoding=protocol.decoding, eval_seed=protocol.eval_seed,
+                  positions="0..T-1", scorer=TASK_SCORER_VERSION, protocol=f"task:{task.name}")  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        score = score_task(run.model, run.params(), task, examples, protocol.batch_size, run.model_cfg.attention)
+    except (LengthError, GenerationError) as e:
+        return {**info, **fields, "exact_match": None, "token_accuracy": None, "note": str(e)}
+    return {
+        **info, **fields, "exact_match": score.exact_match, "token_accuracy": score.token_accuracy,
+        "exact": score.exact, "correct_tokens": score.correct_tokens, "n_answer_tokens": score.n_answer_tokens,
+        "time_s": time.perf_counter() - t0,
+    }  # fmt: skip
+
+
+def progress_line(i: int, total: int, row: dict, reused: bool) -> str:
+    head = f"[{i}/{total}] {row['label']} | {row['task']} at {row['eval_len']} {row['length_unit']}"
+    if row["exact_match"] is None:
+        return f"{head} | {row['note']}"
+    scores = (
+        f"exact match {row['exact_match']:.1%} ({row['exact']}/{row['n_examples']}) | token accuracy "
+        f"{row['token_accuracy']:.1%} ({row['correct_tokens']}/{row['n_answer_tokens']})"
+    )
+    return f"{head} | {scores} | " + ("reused" if reused else f"{row['time_s']:.1f}s")
