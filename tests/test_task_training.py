@@ -116,6 +116,7 @@ def _first_step(config):
     return run, state, batch
 
 
+@pytest.mark.slow  # 29 s: two builds and an accumulated step compile
 def test_the_loss_is_the_mean_over_the_answer_tokens_with_or_without_accumulation():
     config = task_config()
     run, state, batch = _first_step(config)
@@ -136,6 +137,7 @@ def test_the_loss_is_the_mean_over_the_answer_tokens_with_or_without_accumulatio
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-6)
 
 
+@pytest.mark.slow  # 10 s: a build and a decode compile
 def test_teacher_forced_exact_match_is_greedy_decoding():
     """A row scores exact (per_row: correct == weight) iff its answer is what greedy decoding
     generates: checked on a model's own greedy continuations, then with one token changed."""
@@ -175,6 +177,7 @@ def test_a_task_run_logs_validation_and_resumes_exactly(copy_run, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow  # 15 s: four lengths decode
 def test_the_task_sweep_scores_reuses_and_reports(copy_run, tmp_path):
     config, workdir, _ = copy_run
     out = str(tmp_path / "out")
@@ -247,6 +250,7 @@ class FirstItem(Task):
         return Example(items + ("?",), items[:1])
 
 
+@pytest.mark.slow  # 16 s: a run trains, two lengths decode
 def test_a_task_defined_here_trains_and_is_scored_through_one_register_line(tmp_path):
     fire_tasks.register("first_item", FirstItem)  # the one line of the recipe
     try:
@@ -260,3 +264,61 @@ def test_a_task_defined_here_trains_and_is_scored_through_one_register_line(tmp_
         ]  # fmt: skip
     finally:
         del fire_tasks.REGISTRY["first_item"]
+
+
+# ------------------------------------------------------------------ task sweeps
+
+TASK_SWEEP = """
+import ml_collections
+
+def get_config():
+    c = ml_collections.ConfigDict()
+    c.name = "reverse_demo"
+    c.config = "configs/lm.py"
+    c.axes = dict(pe=["nope", "alibi"], task=["reverse"], seed=[0, 1])
+    c.overrides = dict(
+        model=dict(num_layers=1, d_model=32, num_heads=2, d_ff=64), batch_size=4, num_steps=3,
+        checkpoint_every=3, eval_every=0, log_every=1, mesh=dict(data=1), task=dict(max_len=6, eval_examples=8),
+    )
+    c.eval = dict(factors=[1, 2], n_examples=6)
+    c.runs_dir = {runs!r}
+    c.output_dir = {out!r}
+    return c
+"""
+
+
+@pytest.mark.slow  # about 40 s: four runs train in their own processes, then eight lengths decode
+def test_a_task_sweep_trains_evaluates_and_aggregates_over_seeds(tmp_path):
+    from fire.sweeps import expand, load_sweep, results, runner
+
+    path = tmp_path / "sweep.py"
+    path.write_text(TASK_SWEEP.format(runs=str(tmp_path / "runs"), out=str(tmp_path / "out")))
+    specs = expand(load_sweep(str(path)))
+    assert [s.name for s in specs] == ["nope/reverse_tiny_L1-6_s0", "nope/reverse_tiny_L1-6_s1",
+                                       "alibi/reverse_tiny_L1-6_s0", "alibi/reverse_tiny_L1-6_s1"]  # fmt: skip
+    assert specs[0].config_arg.endswith("train_len=13,data=shakespeare,task=reverse")  # 6 items, '>', 6, EOS
+    outcome = runner.train_runs(specs, log=lambda _: None)
+    assert set(outcome.values()) == {"done"}, outcome
+    table = results.evaluate_runs(load_sweep(str(path)), specs, log=lambda _: None)
+    assert [(a["row"], a["eval_len"], a["n"]) for a in table] == [
+        ("nope", 6, 2), ("nope", 12, 2), ("alibi", 6, 2), ("alibi", 12, 2),
+    ]  # fmt: skip
+    runs = json.load(open(tmp_path / "out" / "results.json"))["runs"]
+    for a in table:
+        seeds = [r["exact_match"] for r in runs if (r["row"], r["eval_len"]) == (a["row"], a["eval_len"])]
+        assert a["exact_match"] == pytest.approx(np.mean(seeds)) and a["n_examples"] == 6
+        assert a["exact_match_std"] == pytest.approx(np.std(seeds, ddof=1))
+    text = open(tmp_path / "out" / "results.md").read()
+    assert "# Sweep reverse_demo: exact match by test length" in text
+    assert "## reverse, tiny, trained on 1-6 items" in text and "| row | 6 | 12 |" in text
+    assert os.path.exists(tmp_path / "out" / "length_curve.png")
+
+
+def test_a_sweep_of_two_tasks_is_refused(tmp_path):
+    from fire.sweeps import SweepError, expand, load_sweep
+
+    path = tmp_path / "sweep.py"
+    text = TASK_SWEEP.format(runs=str(tmp_path / "runs"), out=str(tmp_path / "out"))
+    path.write_text(text.replace('task=["reverse"]', 'task=["reverse", "copy"]'))
+    with pytest.raises(SweepError, match="train on copy, reverse: a sweep's table is of one task"):
+        expand(load_sweep(str(path)))

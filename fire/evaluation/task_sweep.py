@@ -128,6 +128,16 @@ def sweep(patterns, lengths, protocol: TaskProtocol, output_dir: str, task_optio
     runs, task = load_task_runs(patterns, task_options)
     lengths = parse_lengths(lengths) if lengths else None
     plan = [(run, L) for run in runs for L in (lengths or default_lengths(task, run))]
+    return evaluate(plan, task, protocol, output_dir, log)
+
+
+def evaluate(plan: list, task: Task, protocol: TaskProtocol, output_dir: str, log: Callable = print) -> list:
+    """Scores each ``(TrainedRun, length)`` of ``plan`` (runs loaded and checked, labels set)
+    on ``task``'s test sets, reusing and writing ``output_dir`` as :func:`sweep` does.
+
+    Raises:
+      TaskError: a length the task cannot make; EvalError: an output folder that cannot be
+        written. Both before any compute."""
     for L in sorted({L for _, L in plan}):
         try:
             task.check_length(L)

@@ -6,8 +6,9 @@ by a partial one.
       results.md, results.csv, results.json, length_curve.png
                         the table over seeds (fire.sweeps.aggregate) of every row in
                         per_run/ that belongs to the sweep's runs, whichever command scored it
-      per_run/          the length sweep's own folder (fire.evaluation.length_sweep), which
-                        keeps every row it did not re-score
+      per_run/          the length sweep's own folder (fire.evaluation.length_sweep; a task
+                        sweep's: fire.evaluation.task_sweep), which keeps every row it did
+                        not re-score
       train_logs/NAME/  each evaluated run's train.log, metrics.jsonl, config.json and
                         code_version.json, copied from its workdir (the record of how it trained)
       provenance.jsonl  one line per command that wrote here: code, command, machine
@@ -23,13 +24,14 @@ import shutil
 from typing import Callable, Optional
 
 from fire import provenance
+from fire.config import task_of
 from fire.data import Protocol
-from fire.evaluation import Settings, report
-from fire.evaluation.length_sweep import evaluate
+from fire.evaluation import Settings, length_sweep, report, task_sweep
 from fire.evaluation.runs import EvalError, check_runs, load_run
+from fire.evaluation.task_sweep import TaskProtocol
 from fire.sweeps import aggregate
 from fire.sweeps.runner import status
-from fire.sweeps.spec import RunSpec, SweepError, eval_settings, named_pairs
+from fire.sweeps.spec import RunSpec, SweepError, eval_settings, named_pairs, run_config
 from fire.workdir import CODE_VERSION, CONFIG, LOG, METRICS, Workdir, results_lock, write_atomic
 
 MARKER = "sweep.json"
@@ -108,7 +110,7 @@ def table_rows(sweep, specs: list) -> list:
 def evaluate_runs(
     sweep, specs: list, log: Callable = print, output_dir: Optional[str] = None, only=None, prune: bool = False
 ) -> list:
-    """Length-sweeps the finished runs among ``only`` (default: all of ``specs``) and their
+    """Length-sweeps (a task sweep's runs: task-sweeps) the finished runs among ``only`` (default: all of ``specs``) and their
     evaluation-time variants into ``output_dir/per_run`` (default: the sweep's output_dir),
     then rebuilds the table from every row there that belongs to the sweep. Returns the
     aggregate rows. The folder is held for this process meanwhile.
@@ -125,9 +127,20 @@ def evaluate_runs(
     """
     output_dir = output_dir or sweep.output_dir
     given = eval_settings(sweep)
-    settings = Settings(Protocol(given["protocol"], given["eval_tokens"], given["stride"]))
-    protocol_key = json.dumps(settings.protocol.key(), sort_keys=True)
-    lengths = lambda spec: given["lengths"] or [spec.train_len * k for k in given["factors"]]
+    task = task_of(run_config(specs[0]))  # expand() checked that every run shares it
+    if task is None:
+        settings = Settings(Protocol(given["protocol"], given["eval_tokens"], given["stride"]))
+        protocol_key = json.dumps(settings.protocol.key(), sort_keys=True)
+        lengths = lambda spec: given["lengths"] or [spec.train_len * k for k in given["factors"]]
+        evaluate = lambda plan, log: length_sweep.evaluate(plan, settings, per_run_dir, log=log)
+    else:
+        protocol = TaskProtocol(n_examples=given["n_examples"], eval_seed=given["eval_seed"])
+        protocol_key = json.dumps(protocol.key(task), sort_keys=True)
+        fixed = task_sweep.parse_lengths(given["lengths"]) if given["lengths"] else None
+        top = task.max_length() or float("inf")
+        lengths = lambda spec: fixed or [L for L in (run_config(spec).task.max_len * k for k in given["factors"])
+                                         if L <= top]  # fmt: skip
+        evaluate = lambda plan, log: task_sweep.evaluate(plan, task, protocol, per_run_dir, log=log)
     rows = table_rows(sweep, specs)
     row_of = {r.label: (r.row, r.spec) for r in rows}
     cell = lambda row, spec, L: (row, spec.size, spec.train_len, L, spec.seed)
@@ -159,7 +172,7 @@ def evaluate_runs(
         _check_nothing_lost(output_dir, kept | planned, prune, log)
         if plan:
             check_runs(list({id(run): run for run, _ in plan}.values()))
-            evaluate(plan, settings, per_run_dir, log=log)
+            evaluate(plan, log)
             copy_train_logs(output_dir, [s for s in specs if s.name in done])
         else:
             log(f"No finished run to evaluate here; the table is rebuilt from the rows in {per_run_dir}.")

@@ -5,7 +5,7 @@ A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
 * ``name``: the sweep's name (written into its results folder, which refuses another sweep);
 * ``config``: the run config file every run starts from (``configs/lm.py``);
 * ``axes``: a Cartesian product. Keys are the config file's axes (``pe``, ``size``,
-  ``train_len``, ``data``), ``seed`` (sets ``seed``, and through it the data order), and any
+  ``train_len``, ``data``, ``task``), ``seed`` (sets ``seed``, and through it the data order), and any
   ``--config.`` override written as nested dicts (``encoding=dict(log_transform=[True,
   False])``); every leaf is a list of values;
 * ``grids``: optional; a list of partial axis dicts, each crossed with ``axes``, their union
@@ -16,7 +16,9 @@ A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
   run's row is its encoding;
 * ``overrides``: ``--config.`` values for every run (nested dicts);
 * ``eval``: the length sweep: ``factors`` of the training length (or fixed ``lengths``),
-  ``protocol``, ``eval_tokens``, ``stride``;
+  ``protocol``, ``eval_tokens``, ``stride``; for task runs the task sweep
+  (``fire.evaluation.task_sweep``): ``factors`` of ``task.max_len`` (or ``lengths`` in the
+  task's unit), ``n_examples``, ``eval_seed``;
 * ``eval_variants``: optional evaluation-time rows, ``[(name, dict(rows=[...], encoding={...},
   pe=...))]`` (or a dict): re-scores the runs of those rows with encoding options, or as another
   encoding of the same parameters (``pe``: ``rope_pi`` on ``rope``'s runs), that change no
@@ -27,7 +29,9 @@ A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
 Values may be the string ``"train_len"``, replaced by the run's training length (e.g. a FIRE
 normaliser cap at the training length).
 
-A run's folder is ``runs_dir/ROW/SIZE_L{train_len}_s{seed}``, plus ``_key-value`` for the keys
+A run's folder is ``runs_dir/ROW/SIZE_L{train_len}_s{seed}`` (a task run's:
+``runs_dir/ROW/TASK_SIZE_L{min_len}-{max_len}_s{seed}``, its training row length following
+from its longest example unless ``train_len`` is given), plus ``_key-value`` for the keys
 that tell apart runs which would otherwise share it: names are deterministic, and sweeps that
 share a recipe and a ``runs_dir`` share their runs.
 """
@@ -48,11 +52,14 @@ from fire.config import set_dotted
 from fire.errors import ConfigError
 from fire.utils import did_you_mean
 
-CONFIG_AXES = ("pe", "size", "train_len", "data")  # the config file's own axes (after the colon)
+CONFIG_AXES = ("pe", "size", "train_len", "data", "task")  # the config file's own axes (after the colon)
 SWEEP_FIELDS = ("name", "config", "axes", "grids", "variants", "overrides", "eval", "eval_variants", "runs_dir",
                 "output_dir")  # fmt: skip
 # lengths: the same evaluation lengths for every run (else factors of each run's training length)
-EVAL_FIELDS = {"factors": [1, 2, 4, 8, 16], "lengths": [], "protocol": "stream", "eval_tokens": 65536, "stride": 0}
+# A task sweep's factors multiply the longest training length (task.max_len), its lengths are in
+# the task's unit (ranges START:STOP[:STEP] too), and it scores n_examples drawn from eval_seed.
+EVAL_FIELDS = {"factors": [1, 2, 4, 8, 16], "lengths": [], "protocol": "stream", "eval_tokens": 65536, "stride": 0,
+               "n_examples": 500, "eval_seed": 0}  # fmt: skip
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -210,16 +217,23 @@ def expand(sweep) -> list:
     for variant, values in settings:
         axis_values = {a: values.pop(a) for a in CONFIG_AXES if a in values}
         seed = int(values.pop("seed", base.seed))
-        config_axes = {**{a: base[a] if a != "data" else base.data.name for a in CONFIG_AXES}, **axis_values}
+        config_axes = {**{a: _base_axis(base, a) for a in CONFIG_AXES}, **axis_values}
+        row = variant or str(config_axes["pe"])
+        if config_axes["task"]:
+            low, high, longest = _task_lengths(config_axes["task"], values)
+            if "train_len" not in axis_values:
+                config_axes["train_len"] = longest
+            folder = f"{config_axes['task']}_{config_axes['size']}_L{low}-{high}_s{seed}"
         train_len = int(config_axes["train_len"])
         values = {k: (train_len if v == "train_len" else v) for k, v in values.items()}
-        row = variant or str(config_axes["pe"])
-        drafts.append((f"{row}/{config_axes['size']}_L{train_len}_s{seed}", row, config_axes, seed, values))
+        if not config_axes["task"]:
+            folder = f"{config_axes['size']}_L{train_len}_s{seed}"
+        drafts.append((f"{row}/{folder}", row, config_axes, seed, values))
     # Keys that tell apart runs which would otherwise share a folder join its name.
     by_name = {}
     for draft in drafts:
         by_name.setdefault(draft[0], []).append(draft[4])
-    specs, seen = [], set()
+    specs, seen, tasks = [], set(), set()
     for base_name, row, config_axes, seed, values in drafts:
         group = by_name[base_name]
         differ = sorted(k for k in values if len({repr(v.get(k)) for v in group}) > 1)
@@ -227,13 +241,19 @@ def expand(sweep) -> list:
         if name in seen:
             raise SweepError(f"two runs of the sweep would share the folder {name}: add a variant or an axis.")
         seen.add(name)
-        arg = ",".join(f"{a}={config_axes[a]}" for a in CONFIG_AXES)
+        # A language-modelling run's arg keeps its old spelling (no empty task=), so its folder
+        # and command line are the ones earlier sweeps made.
+        arg = ",".join(f"{a}={config_axes[a]}" for a in CONFIG_AXES if a != "task" or config_axes[a])
         spec = RunSpec(name=name, row=row, size=str(config_axes["size"]), train_len=int(config_axes["train_len"]),
                        seed=seed, config_arg=f"{sweep.config}:{arg}",
                        overrides=tuple(sorted(values.items())) + (("seed", seed),),
                        workdir=os.path.join(sweep.runs_dir, name))  # fmt: skip
-        run_config(spec)  # unknown keys and values the config refuses fail now, naming the run
+        tasks.add(run_config(spec).task.name)  # unknown keys and values the config refuses fail now
         specs.append(spec)
+    if len(tasks) > 1:
+        names = ", ".join(t or "'' (language modelling)" for t in sorted(tasks))
+        raise SweepError(f"the sweep's runs train on {names}: a sweep's table is of one task (or of language "
+                         f"modelling); give each its own sweep file.")  # fmt: skip
     check_eval_variants(sweep, specs)
     return specs
 
@@ -283,6 +303,27 @@ def check_eval_variants(sweep, specs: list) -> None:
                 resolved_options(pe, dict(v.get("encoding") or {}))
             except UnknownEncodingError as e:
                 raise SweepError(f"{where}: {e}") from None
+
+
+def _base_axis(base, axis: str):
+    """An axis's value in the config file's defaults."""
+    return {"data": lambda: base.data.name, "task": lambda: base.task.name}.get(axis, lambda: base[axis])()
+
+
+def _task_lengths(name: str, values: dict) -> tuple:
+    """``(min_len, max_len, train_len)`` of a task run whose overrides are ``values``: the
+    curriculum (overridden or the task's default) and the row length that holds its longest
+    example. Raises TaskError for an unknown task or option value."""
+    from fire.tasks import build_task, lookup
+
+    lookup(name)
+    own = {k.removeprefix("task."): v for k, v in values.items() if k.startswith("task.")}
+    low, high = own.pop("min_len", None), own.pop("max_len", None)
+    own.pop("eval_examples", None)
+    task = build_task(name, own)
+    default_low, default_high = task.training_lengths()
+    high = int(high or default_high)
+    return int(low or default_low), high, task.max_tokens(high) - 1
 
 
 def run_config(spec: RunSpec) -> ml_collections.ConfigDict:
