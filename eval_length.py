@@ -43,6 +43,14 @@ flags.DEFINE_integer("block_size", DEFAULT_SETTINGS.block_size, "Blockwise atten
 flags.DEFINE_float(
     "memory_limit_gib", 0, "Memory one eval step may plan (0: 90%% of an accelerator's, half the host's RAM on CPU)."
 )
+flags.DEFINE_enum(
+    "positions",
+    DEFAULT_SETTINGS.positions,
+    ["ordinary", "randomized"],
+    "Position ids: 0..T-1, or a seeded sorted sample of [0, max_position) per window (Ruoss et al. 2023, for "
+    "runs trained with train_positions.randomize; refused past their max_position).",
+)
+flags.DEFINE_integer("position_seed", DEFAULT_SETTINGS.position_seed, "The seed of --positions=randomized.")
 flags.DEFINE_string("output_dir", None, "Where results.{csv,json,md} and the figures go.")
 flags.DEFINE_bool("dry_run", False, "Compile every length and print its memory plan; run nothing.")
 flags.DEFINE_multi_string(
@@ -72,6 +80,8 @@ def main(argv):
         attention=FLAGS.attention,
         block_size=FLAGS.block_size,
         memory_limit=int(FLAGS.memory_limit_gib * (1 << 30)),
+        positions=FLAGS.positions,
+        position_seed=FLAGS.position_seed,
     )
     sweep(FLAGS.workdir, FLAGS.lengths, settings, FLAGS.output_dir, dry_run=FLAGS.dry_run,
           log=lambda line: print(line, flush=True), encoding_options=options)  # fmt: skip

@@ -29,6 +29,14 @@ flags.DEFINE_integer("batch_size", DEFAULT.batch_size, "Examples decoded togethe
 flags.DEFINE_multi_string(
     "task_option", [], "KEY=VALUE: test with a task option changed (e.g. depth=0.5 for passkey); repeatable."
 )
+flags.DEFINE_enum(
+    "positions",
+    DEFAULT.positions,
+    ["ordinary", "randomized"],
+    "Position ids: 0..T-1 (greedy decoding with the KV cache), or a seeded sorted sample of [0, max_position) per "
+    "example for runs trained with train_positions.randomize (scored teacher-forced: the same exact match).",
+)
+flags.DEFINE_integer("position_seed", DEFAULT.position_seed, "The seed of --positions=randomized.")
 flags.DEFINE_string("output_dir", None, "Where results.{csv,json,md} and the figures go.")
 flags.mark_flag_as_required("workdir")
 flags.mark_flag_as_required("output_dir")
@@ -42,7 +50,8 @@ def main(argv):
 
     if len(argv) > 1:
         raise EvalError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value).")
-    protocol = TaskProtocol(n_examples=FLAGS.n_examples, eval_seed=FLAGS.eval_seed, batch_size=FLAGS.batch_size)
+    protocol = TaskProtocol(n_examples=FLAGS.n_examples, eval_seed=FLAGS.eval_seed, batch_size=FLAGS.batch_size,
+                            positions=FLAGS.positions, position_seed=FLAGS.position_seed)  # fmt: skip
     sweep(FLAGS.workdir, FLAGS.lengths, protocol, FLAGS.output_dir, task_options=parse_options(FLAGS.task_option),
           log=lambda line: print(line, flush=True))  # fmt: skip
 

@@ -29,6 +29,7 @@ from fire.keys import Boolean, Choice, Integer, Key, Number, Text
 from fire.model import DTYPES, IMPLEMENTATIONS, SIZES
 from fire.utils import did_you_mean
 
+DEFAULT_SPAN = 16  # randomized training positions' max_position 0: this many times train_len
 # train_len's default "512" is for language modelling; a task run's is its longest example.
 AXES = {"pe": "fire", "size": "tiny", "train_len": "512", "data": "shakespeare", "task": "", "smoke": None}
 
@@ -274,6 +275,26 @@ def data_seed(config) -> int:
     """The seed of the training stream's order and randomized positions: ``data_seed``, or
     ``seed`` where it is -1."""
     return config.seed if config.data_seed == -1 else config.data_seed
+
+
+def max_position(config) -> int:
+    """The exclusive upper bound of the run's training position ids: ``train_len``, or the
+    randomized ``max_position`` (0: ``16 x train_len``).
+
+    Raises:
+      ConfigError: a randomized ``max_position`` below ``train_len`` (or negative).
+    """
+    options = config.train_positions
+    if not options.randomize:
+        return config.train_len
+    bound = options.max_position or DEFAULT_SPAN * config.train_len
+    if bound < config.train_len:
+        raise ConfigError(
+            f"train_positions.max_position {options.max_position} is below train_len {config.train_len}: "
+            f"a window needs {config.train_len} distinct ids. Set --config.train_positions.max_position to at "
+            f"least {config.train_len}, or 0 for {DEFAULT_SPAN} x train_len."
+        )
+    return bound
 
 
 def set_dotted(config: ml_collections.ConfigDict, key: str, value) -> None:

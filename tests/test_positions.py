@@ -12,11 +12,11 @@ from helpers import final_params
 
 import fire.data.pipeline as pipeline
 from fire.checkpoint import Checkpointer
-from fire.config import data_seed, from_axes
+from fire.config import data_seed, from_axes, max_position
 from fire.encodings import build_encoding
 from fire.errors import ConfigError, Preempted
 from fire.training import build, train
-from fire.training.positions import max_position, random_positions
+from fire.training.positions import random_positions
 from fire.training.resume import check_workdir
 from fire.workdir import Workdir
 

@@ -20,7 +20,7 @@ from fire import provenance
 from fire.encodings import LengthError
 from fire.evaluation import report
 from fire.evaluation.runs import EvalError, TrainedRun, encoding_bias, load_runs
-from fire.evaluation.scoring import SCORER_VERSION, Settings, compile_scorer, score_length
+from fire.evaluation.scoring import SCORER_VERSION, Settings, check_randomized_length, compile_scorer, score_length
 from fire.utils import MiB, ceil_div, format_bytes
 
 DEFAULT_FACTORS = (1, 2, 4, 8, 16)  # default eval lengths: the training length times these
@@ -141,6 +141,9 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
         if key not in windows:
             windows[key] = fire_data.eval_windows(run.config.data, run.tokenizer, L, settings.protocol)
     windows_for = lambda run, L: windows[(run.config.data.to_json(), L)]
+    if settings.positions == "randomized":
+        for run, L in plan:
+            check_randomized_length(run, L)
     if dry_run:
         for i, (run, L) in enumerate(plan, 1):
             log(dry_run_line(i, len(plan), run, windows_for(run, L), settings))
@@ -151,7 +154,7 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
     check_writable(output_dir)
     cache = Cache(output_dir)
     rows, biases, n_reused = [], {}, 0
-    protocol_key = settings.protocol.key()
+    protocol_key = settings.key()
     earlier = kept_rows(report.read_results(output_dir), plan, protocol_key)
     for i, (run, L) in enumerate(plan, 1):
         w = windows_for(run, L)

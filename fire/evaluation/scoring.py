@@ -23,6 +23,7 @@ import numpy as np
 
 from fire import data as fire_data
 from fire import xla
+from fire.config import max_position as run_max_position
 from fire.data import Protocol
 from fire.encodings import LengthError
 from fire.evaluation.runs import EvalError, TrainedRun
@@ -30,6 +31,8 @@ from fire.model import Transformer, token_nll
 from fire.utils import ceil_div, peak_rss_bytes, reset_peak_rss, round_up, to_mib
 
 ATTENTION = ("auto", "dense", "blockwise")  # auto: dense for one-tile windows that fit, else blockwise
+POSITIONS = ("ordinary", "randomized")  # 0..T-1, or a seeded sorted sample of [0, max_position)
+EVAL_POSITIONS = 0x65766170  # the first word of the evaluation positions' seed sequences
 LOGITS_CHUNK_BYTES = 256 << 20  # f32 logits of one loss chunk: bounds memory for any vocab
 # What a row's numbers mean; rows of another version are recomputed, not reused. 2: bits per
 # byte leaves special tokens out of the loss as well as the bytes.
@@ -47,6 +50,16 @@ class Settings:
     attention: str = "auto"  # auto: dense for one-tile windows that fit, else blockwise
     block_size: int = 0  # blockwise attention tile (0: the run's)
     memory_limit: int = 0  # bytes the eval step may plan (0: from the device)
+    positions: str = "ordinary"  # POSITIONS: part of the reuse key when randomized
+    position_seed: int = 0  # the seed of randomized positions
+
+    def key(self) -> dict:
+        """What the numbers depend on: the protocol, and randomized positions with their
+        seed (ordinary positions add nothing, so earlier rows keep their keys)."""
+        key = self.protocol.key()
+        if self.positions == "randomized":
+            key.update(positions="randomized", position_seed=self.position_seed)
+        return key
 
     def __post_init__(self):
         """Raises EvalError for settings that cannot score: a batch budget below one token, an
@@ -59,6 +72,46 @@ class Settings:
             raise EvalError(f"block_size must be >= 0 (0: the run's), got {self.block_size}.")
         if self.memory_limit < 0:
             raise EvalError(f"memory_limit must be >= 0 bytes (0: from the device), got {self.memory_limit}.")
+        check_positions(self.positions, self.position_seed)
+
+
+def check_positions(positions: str, seed: int) -> None:
+    """Raises EvalError for an unknown positions mode or a negative seed."""
+    if positions not in POSITIONS:
+        raise EvalError(f"positions must be one of {', '.join(POSITIONS)}, got {positions!r}.")
+    if seed < 0:
+        raise EvalError(f"position_seed must be >= 0, got {seed}.")
+
+
+def check_randomized_length(run: TrainedRun, length: int) -> None:
+    """Raises EvalError when ``length`` distinct position ids cannot come from the run's
+    ``[0, max_position)``."""
+    bound = run_max_position(run.config)
+    if length > bound:
+        how = ("its train_positions.max_position" if run.config.train_positions.randomize
+               else "its train_len: it was trained without randomized positions")  # fmt: skip
+        raise EvalError(
+            f"{run.label or run.workdir}: randomized positions draw {length} distinct ids from [0, {bound}) ({how}), "
+            f"and {length} > {bound}: test at lengths up to {bound}, or with --positions=ordinary."
+        )
+
+
+def randomized_positions(seed: int, length: int, rows, max_position: int) -> np.ndarray:
+    """int32 ``[len(rows), length]``: for each row index ``r``, a sorted sample without
+    replacement of ``length`` ids from ``[0, max_position)``, drawn from the seed sequence
+    ``(seed, length, r)`` alone (Ruoss et al. 2023 randomize at test time as in training;
+    google-deepmind/randomized_positional_encodings issue 1): every run and every batch size
+    meets the same ids."""
+    draw = lambda r: np.sort(np.random.default_rng([EVAL_POSITIONS, seed, length, r]).choice(
+        max_position, length, replace=False))  # fmt: skip
+    return np.stack([draw(int(r)) for r in rows]).astype(np.int32)
+
+
+def positions_label(positions: str, seed: int, max_position: int) -> str:
+    """How a row's position ids were chosen, in words."""
+    if positions == "ordinary":
+        return "0..T-1"
+    return f"randomized (sorted sample of [0, {max_position}), seed {seed})"
 
 
 def logits_chunk_tokens(vocab_size: int) -> int:
@@ -69,8 +122,9 @@ def logits_chunk_tokens(vocab_size: int) -> int:
 def make_score_fn(
     model: Transformer, impl: str, chunk_tokens: int, special_ids=None, per_row: bool = False
 ) -> Callable:
-    """``(params, inputs_BxT, targets_BxT, weights_BxT) -> (nll_T, weight_T)``: the weighted
-    loss in nats and the weights, each summed over the batch, per position (float32).
+    """``(params, inputs_BxT, targets_BxT, weights_BxT[, positions_BxT]) -> (nll_T,
+    weight_T)``: the weighted loss in nats and the weights, each summed over the batch, per
+    position (float32). ``positions_BxT``: the inputs' position ids (default ``0..T-1``).
 
     With ``special_ids`` (the ids that stand for no text: EOS, BOS, PAD) a third output,
     ``text_nll``: the weighted loss summed over the targets that are text, the numerator of
@@ -82,8 +136,8 @@ def make_score_fn(
     (teacher forcing and greedy decoding agree while every prediction is right), so this is
     the exact match of a task's answer in one forward pass."""
 
-    def score(params, inputs_BxT, targets_BxT, weights_BxT):
-        hidden_BxTxD = model.apply({"params": params}, inputs_BxT, impl=impl, return_hidden=True)
+    def score(params, inputs_BxT, targets_BxT, weights_BxT, positions_BxT=None):
+        hidden_BxTxD = model.apply({"params": params}, inputs_BxT, positions_BxT, impl=impl, return_hidden=True)
         B, T, D = hidden_BxTxD.shape
         chunk = min(chunk_tokens, B * T)
         n = ceil_div(B * T, chunk)
@@ -154,6 +208,8 @@ def compile_scorer(run: TrainedRun, length: int, n_windows: int, settings: Setti
     batch = min(n_windows, max(1, settings.batch_tokens // length))
     tokens = jax.ShapeDtypeStruct((batch, length), jnp.int32)
     args = (run.abstract_params, tokens, tokens, jax.ShapeDtypeStruct((batch, length), jnp.float32))
+    if settings.positions == "randomized":
+        args += (tokens,)
     limit = settings.memory_limit or default_memory_limit()
     chunk = logits_chunk_tokens(run.model_cfg.vocab_size)
 
@@ -184,9 +240,12 @@ def score_length(run: TrainedRun, windows, settings: Settings) -> dict:
     lists its fields), with the loss by position in the window."""
     L = windows.length
     reset_peak_rss()
+    randomized = settings.positions == "randomized"
+    max_position = run_max_position(run.config)
     row = {
-        **run.info(), "eval_len": L, "protocol": windows.protocol, "stride": windows.stride,
-        "eval_tokens": settings.protocol.eval_tokens, "n_tokens": windows.n_tokens,
+        **run.info(), "eval_len": L, "protocol": windows.protocol + (", randomized positions" if randomized else ""),
+        "stride": windows.stride, "eval_tokens": settings.protocol.eval_tokens, "n_tokens": windows.n_tokens,
+        "positions": positions_label(settings.positions, settings.position_seed, max_position),
     }  # fmt: skip
     try:
         run.model_cfg.check_length(L)
@@ -195,7 +254,12 @@ def score_length(run: TrainedRun, windows, settings: Settings) -> dict:
     scorer = compile_scorer(run, L, len(windows.inputs), settings)
     params = run.params()
     t0 = time.perf_counter()
-    outputs = [scorer.compiled(params, *batch) for batch in padded_batches(windows, scorer.batch)]
+    batches = list(padded_batches(windows, scorer.batch))
+    if randomized:
+        check_randomized_length(run, L)
+        batches = [(*b, randomized_positions(settings.position_seed, L, range(i * scorer.batch, (i + 1) * scorer.batch),
+                                             max_position)) for i, b in enumerate(batches)]  # fmt: skip
+    outputs = [scorer.compiled(params, *batch) for batch in batches]
     outputs = jax.device_get(outputs)
     time_s = time.perf_counter() - t0
     nll_T = np.sum([o[0] for o in outputs], axis=0, dtype=np.float64)

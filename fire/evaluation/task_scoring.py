@@ -10,13 +10,19 @@ An answer is scored with its EOS: the gold sequence is ``answer EOS``; the predi
 tokens generated after the prompt (greedy, ``fire.model.generate``, stopping at EOS). Exact
 match: the prediction through its first EOS equals the gold sequence. Per-token accuracy: the
 fraction of gold positions where the generated token equals the gold one (free-running, so a
-slip early can cost the tokens after it).
+slip early can cost the tokens after it). With position ids other than ``0..T-1``
+(randomized positions) the answer is scored teacher-forced instead
+(:func:`score_task_teacher_forced`): the same exact match, a per-token accuracy given the gold
+prefix.
 """
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
+from fire import xla
+from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn
 from fire.model.generate import generate
 from fire.tasks import Example, Task
 from fire.tasks.base import test_rng
@@ -94,4 +100,36 @@ def score_task(model, params, task: Task, examples: list, batch_size: int = 64, 
     return score
 
 
-__all__ = ["Example", "TaskScore", "compare", "evaluation_examples", "score_task"]
+def score_task_teacher_forced(model, params, task: Task, examples: list, position_ids: Callable,
+                              batch_size: int = 64, impl: str = "dense") -> TaskScore:  # fmt: skip
+    """Every example's answer scored in one forward pass over ``prompt answer EOS``: exact
+    where every answer token and the EOS is the most likely next token given the gold prefix,
+    which is exactly when greedy decoding generates the answer (so ``exact`` equals
+    :func:`score_task`'s); ``correct_tokens`` counts the targets predicted right given the
+    gold prefix (teacher-forced, so at least greedy's count). ``position_ids(length, rows)``
+    gives the int32 ``[len(rows), length]`` position ids of the examples ``rows`` (indices
+    into ``examples``) whose inputs have ``length`` tokens: how randomized positions reach a
+    task, since the KV cache decodes at ``0..T-1``."""
+    vocab = task.vocabulary
+    rows = [np.concatenate([vocab.encode_symbols(e.prompt), vocab.encode_symbols(e.answer), [vocab.eos_id]])
+            for e in examples]  # fmt: skip
+    by_length = {}
+    for i, row in enumerate(rows):
+        by_length.setdefault(len(row) - 1, []).append(i)
+    score_fn = xla.jit(make_score_fn(model, impl, logits_chunk_tokens(model.cfg.vocab_size), per_row=True))
+    score = TaskScore()
+    for length, members in sorted(by_length.items()):
+        for start in range(0, len(members), batch_size):
+            chunk = members[start : start + batch_size]
+            tokens_BxW = np.stack([rows[i] for i in chunk]).astype(np.int32)
+            weights_BxT = np.zeros((len(chunk), length), np.float32)
+            for b, i in enumerate(chunk):
+                weights_BxT[b, len(examples[i].prompt) - 1 :] = 1.0  # answer[0] .. EOS
+            out = score_fn(params, tokens_BxW[:, :-1], tokens_BxW[:, 1:], weights_BxT, position_ids(length, chunk))
+            correct_B, weight_B = (np.asarray(x) for x in out[-2:])
+            score = score.add(TaskScore(len(chunk), int((correct_B == weight_B).sum()), int(weight_B.sum()),
+                                        int(correct_B.sum())))  # fmt: skip
+    return score
+
+
+__all__ = ["Example", "TaskScore", "compare", "evaluation_examples", "score_task", "score_task_teacher_forced"]

@@ -18,12 +18,14 @@ import time
 from typing import Callable, Mapping, Optional
 
 from fire import provenance
+from fire.config import max_position as run_max_position
 from fire.config import task_of
 from fire.encodings import LengthError
 from fire.evaluation import task_report
 from fire.evaluation.length_sweep import Cache, check_writable, config_hash, kept_rows, row_key
 from fire.evaluation.runs import EvalError, TrainedRun, load_runs
-from fire.evaluation.task_scoring import evaluation_examples, score_task
+from fire.evaluation.scoring import check_positions, check_randomized_length, positions_label, randomized_positions
+from fire.evaluation.task_scoring import evaluation_examples, score_task, score_task_teacher_forced
 from fire.model.generate import GenerationError
 from fire.tasks import Task, TaskError, build_task
 
@@ -69,11 +71,22 @@ class TaskProtocol:
     n_examples: int = DEFAULT_EXAMPLES
     eval_seed: int = 0
     batch_size: int = 64  # examples decoded together (a speed setting: not part of the key)
-    decoding: str = "greedy"
+    positions: str = "ordinary"  # or randomized: scored teacher-forced (the KV cache decodes at 0..T-1)
+    position_seed: int = 0
+
+    def __post_init__(self):
+        check_positions(self.positions, self.position_seed)
+
+    @property
+    def decoding(self) -> str:
+        return "greedy" if self.positions == "ordinary" else "teacher-forced"
 
     def key(self, task: Task) -> dict:
-        return dict(name=f"task:{task.name}", task_options=dataclasses.asdict(task), n_examples=self.n_examples,
-                    eval_seed=self.eval_seed, decoding=self.decoding)  # fmt: skip
+        key = dict(name=f"task:{task.name}", task_options=dataclasses.asdict(task), n_examples=self.n_examples,
+                   eval_seed=self.eval_seed, decoding=self.decoding)  # fmt: skip
+        if self.positions == "randomized":
+            key.update(positions="randomized", position_seed=self.position_seed)
+        return key
 
 
 def load_task_runs(patterns, task_options: Optional[Mapping] = None) -> tuple:
@@ -143,6 +156,9 @@ def evaluate(plan: list, task: Task, protocol: TaskProtocol, output_dir: str, lo
             task.check_length(L)
         except TaskError as e:
             raise TaskError(f"--lengths: {e}") from None
+    if protocol.positions == "randomized":
+        for run, L in plan:  # the longest example's inputs need that many distinct ids
+            check_randomized_length(run, task.max_tokens(L) - 1)
     check_writable(output_dir)
     cache = Cache(output_dir, TASK_SCORER_VERSION)
     protocol_key = protocol.key(task)
@@ -188,11 +204,20 @@ def evaluate(plan: list, task: Task, protocol: TaskProtocol, output_dir: str, lo
 def _score(run: TrainedRun, task: Task, examples: list, protocol: TaskProtocol) -> dict:
     """One row's measurement: the run's fields, the task's, the scores and their counts."""
     info = {**run.info(), "task_options": dataclasses.asdict(task), "length_unit": task.length_unit}
+    max_position = run_max_position(run.config)
+    randomized = protocol.positions == "randomized"
     fields = dict(n_examples=len(examples), decoding=protocol.decoding, eval_seed=protocol.eval_seed,
-                  positions="0..T-1", scorer=TASK_SCORER_VERSION, protocol=f"task:{task.name}")  # fmt: skip
+                  positions=positions_label(protocol.positions, protocol.position_seed, max_position),
+                  scorer=TASK_SCORER_VERSION,
+                  protocol=f"task:{task.name}" + (", randomized positions" if randomized else ""))  # fmt: skip
     t0 = time.perf_counter()
     try:
-        score = score_task(run.model, run.params(), task, examples, protocol.batch_size, run.model_cfg.attention)
+        if randomized:
+            ids = lambda length, rows: randomized_positions(protocol.position_seed, length, rows, max_position)
+            score = score_task_teacher_forced(run.model, run.params(), task, examples, ids, protocol.batch_size,
+                                              run.model_cfg.attention)  # fmt: skip
+        else:
+            score = score_task(run.model, run.params(), task, examples, protocol.batch_size, run.model_cfg.attention)
     except (LengthError, GenerationError) as e:
         return {**info, **fields, "exact_match": None, "token_accuracy": None, "note": str(e)}
     return {

@@ -13,7 +13,6 @@ from fire.errors import ConfigError
 from fire.keys import flatten
 from fire.model import ModelConfig
 from fire.tasks import TaskError
-from fire.training import positions
 from fire.training.sharding import data_parallel_size, make_mesh
 
 
@@ -37,7 +36,7 @@ def check_config(config) -> jax.sharding.Mesh:
     mesh = make_mesh(config.mesh.to_dict())
     model = ModelConfig.from_run_config(config, vocab_size=1)  # raises for a shape it cannot build
     options = resolved_options(config.pe, config.encoding)
-    encoding_class(config.pe).check(options, config.train_len, positions.max_position(config), model.dim_per_head)
+    encoding_class(config.pe).check(options, config.train_len, fire_config.max_position(config), model.dim_per_head)
     opt = config.optimizer
     if 0 < opt.decay_steps <= opt.warmup_steps:
         raise ConfigError(

@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from fire import xla
 from fire.checkpoint import abstract_like
 from fire.config import data_seed, is_task_run, tokenizer_of
+from fire.config import max_position as fire_max_position
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn
 from fire.model import ModelConfig, Transformer, encoding_summary, token_nll
 from fire.training import positions
@@ -36,9 +37,7 @@ from fire.utils import to_mib
 def model_config(config, vocab_size: int) -> ModelConfig:
     """The model of a run config, with the largest training position id its encoding must
     hold. Raises ConfigError for model values it cannot honour."""
-    return dataclasses.replace(
-        ModelConfig.from_run_config(config, vocab_size), max_position=positions.max_position(config)
-    )
+    return dataclasses.replace(ModelConfig.from_run_config(config, vocab_size), max_position=fire_max_position(config))
 
 
 @dataclasses.dataclass
