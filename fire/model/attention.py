@@ -35,6 +35,9 @@ from fire.utils import ceil_div
 
 # Finite, so that fully masked entries give exp(-big) = 0 rather than NaN from inf - inf.
 _MASKED = -0.7 * float(jnp.finfo(jnp.float32).max)
+# The collection a probe makes mutable to receive each layer's attention weights (dense path
+# only; fire.evaluation.attention_probe): nothing is computed unless it is mutable.
+ATTENTION_PROBE = "attention_probe"
 
 
 class KVCache(NamedTuple):
@@ -61,18 +64,39 @@ def dense_attention(q_BxQxHxD, k_BxKxHxD, v_BxKxHxD, bias_BxHxQxK=None, q_index_
     return jnp.transpose(_attend(q, k, v, bias_BxHxQxK, q_index_Q), (0, 2, 1, 3))
 
 
-def _attend(q_BxHxQxD, k_BxHxKxD, v_BxHxKxD, bias_BxHxQxK, q_index_Q):
-    """Softmax attention of query rows at indices ``q_index_Q`` over keys ``0..K-1``, heads
-    leading (each head's rows contiguous): ``BxHxQxD`` in ``v``'s dtype."""
+def _probs(q_BxHxQxD, k_BxHxKxD, bias_BxHxQxK, q_index_Q):
+    """Causal softmax weights of query rows at indices ``q_index_Q`` over keys ``0..K-1``,
+    float32 ``BxHxQxK``."""
     logits = jnp.einsum("bhqd,bhkd->bhqk", q_BxHxQxD, k_BxHxKxD, preferred_element_type=jnp.float32)
     logits = logits / math.sqrt(q_BxHxQxD.shape[-1])
     if bias_BxHxQxK is not None:
         logits = logits + bias_BxHxQxK
     causal_QxK = q_index_Q[:, None] >= jnp.arange(k_BxHxKxD.shape[2])[None, :]
-    logits = jnp.where(causal_QxK, logits, _MASKED)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v_BxHxKxD.dtype)
+    return jax.nn.softmax(jnp.where(causal_QxK, logits, _MASKED), axis=-1)
+
+
+def _attend(q_BxHxQxD, k_BxHxKxD, v_BxHxKxD, bias_BxHxQxK, q_index_Q):
+    """Softmax attention of query rows at indices ``q_index_Q`` over keys ``0..K-1``, heads
+    leading (each head's rows contiguous): ``BxHxQxD`` in ``v``'s dtype."""
+    probs = _probs(q_BxHxQxD, k_BxHxKxD, bias_BxHxQxK, q_index_Q).astype(v_BxHxKxD.dtype)
     out = jnp.einsum("bhqk,bhkd->bhqd", probs, v_BxHxKxD, preferred_element_type=jnp.float32)
     return out.astype(v_BxHxKxD.dtype)
+
+
+def causal_attention_weights(q_BxTxHxD, k_BxTxHxD, bias_tiles=None) -> jnp.ndarray:
+    """The causal attention weights of ordinary inputs summed over the batch and the heads,
+    float32 ``TxT`` (row ``i``: query ``i``'s weights over keys ``0..i``, each row summing to
+    ``B x H``), computed in the row tiles of :func:`causal_attention_in_row_tiles` with the
+    same bias. For probes (``ATTENTION_PROBE``), not for training: it holds ``T x T``."""
+    T = q_BxTxHxD.shape[1]
+    tile = bias_tiles[0].shape[-2] if bias_tiles is not None else causal_bias_tile(T)
+    q, k = (jnp.transpose(x, (0, 2, 1, 3)) for x in (q_BxTxHxD, k_BxTxHxD))
+    rows = []
+    for i, (start, stop) in enumerate(causal_row_tiles(T, tile)):
+        bias = None if bias_tiles is None else bias_tiles[i]
+        probs = _probs(q[:, :, start:stop], k[:, :, :stop], bias, jnp.arange(start, stop)).sum((0, 1))
+        rows.append(jnp.pad(probs, ((0, 0), (0, T - stop))))
+    return jnp.concatenate(rows, axis=0)
 
 
 def causal_attention_in_row_tiles(q_BxTxHxD, k_BxTxHxD, v_BxTxHxD, bias_tiles=None, tile: Optional[int] = None):
@@ -235,6 +259,10 @@ class CausalSelfAttention(nn.Module):
             out_BxTxHxD = dense_attention(q, k, v, None if bias is None else bias.dense, q_index_T)
         elif impl == "dense":
             out_BxTxHxD = causal_attention_in_row_tiles(q, k, v, None if bias is None else bias.causal_tiles)
+            if self.is_mutable_collection(ATTENTION_PROBE):  # a probe asked for the weights
+                weights = causal_attention_weights(q, k, None if bias is None else bias.causal_tiles)
+                self.sow(ATTENTION_PROBE, "weights_TxT", weights)
+                self.sow(ATTENTION_PROBE, "rows_per_query", jnp.float32(q.shape[0] * H))
         elif impl == "blockwise":
             if bias is None:
                 out_BxTxHxD = blockwise_attention(q, k, v, positions_BxT, None, block_size)
