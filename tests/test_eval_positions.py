@@ -86,5 +86,14 @@ def test_teacher_forced_task_scoring_equals_greedy_decoding_at_ordinary_position
     assert (row["decoding"], row["protocol"]) == ("teacher-forced", "task:copy, randomized positions")
     # The rows hold copy's longest example at the default 20 items (train_len 41): 21 items,
     # '>' and 21 more are 43 inputs.
-    with pytest.raises(EvalError, match=r"draw 43 distinct ids from \[0, 41\)"):
+    with pytest.raises(EvalError, match=r"draw up to 43 distinct ids at 21 items, more than the run's \[0, 41\) "
+                                         r"holds: test at lengths up to 20"):  # fmt: skip
         task_sweep([workdir], ["21"], protocol, str(tmp_path / "out"))
+    # Both ways in one folder: a section each.
+    task_sweep([workdir], ["2"], TaskProtocol(n_examples=8), str(tmp_path / "out"), log=lambda _: None)
+    table = open(tmp_path / "out" / "results.md").read()
+    assert "(task:copy, randomized positions, 8 examples, evaluation seed 0)" in table
+    assert (
+        "(task:copy, 8 examples, evaluation seed 0)" in table
+        and "## Exact match (the whole answer and EOS), greedy" in table
+    )

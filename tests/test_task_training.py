@@ -45,7 +45,7 @@ def task_config(axes="task=copy,smoke", **overrides):
 @pytest.fixture(scope="module")
 def copy_run(tmp_path_factory):
     """8 steps on ``copy`` (lengths 1-20), with a validation at the end."""
-    config = task_config(eval_every=8, **{"task.eval_examples": 24})
+    config = task_config(eval_every=8, **{"task.eval_examples": 20})  # batches of 8: the last has 4 padding rows
     workdir = str(tmp_path_factory.mktemp("copy") / "run")
     final = train(config, workdir)
     return config, workdir, final
@@ -166,6 +166,13 @@ def test_a_task_run_logs_validation_and_resumes_exactly(copy_run, tmp_path):
     config, workdir, final = copy_run
     assert set(final) >= {"eval_loss", "eval_exact_match", "eval_token_accuracy"}
     assert 0 <= final["eval_exact_match"] <= 1 and 0 < final["eval_token_accuracy"] < 1
+    # The same 20 examples decoded greedily: the same exact match, padding rows not counted.
+    from fire.tasks.base import validation_rng
+
+    task, run = task_of(config), load_run(workdir)
+    examples = [task.example(validation_rng(1 + k % 20, k // 20), 1 + k % 20) for k in range(20)]
+    greedy = score_task(run.model, run.params(), task, examples, 8)
+    assert final["eval_exact_match"] == greedy.exact / 20
     info = json.load(open(os.path.join(workdir, "config.json")))
     assert info["task"]["name"] == "copy"
     # Drop step 8 and train again: it resumes at step 4 and ends on the same parameters.
@@ -218,7 +225,16 @@ def test_the_task_sweep_refuses_bad_input_before_compute(copy_run, trained_run, 
         sweep([workdir], ["4"], protocol, out, task_options={"depth": 0.5})
     with pytest.raises(EvalError, match="changes task=copy's symbols"):
         sweep([workdir], ["4"], protocol, out, task_options={"alphabet_size": 5})
+    with pytest.raises(EvalError, match="the evaluation seed must be >= 0"):
+        TaskProtocol(eval_seed=-1)
+    with pytest.raises(EvalError, match=r"n_examples \(0\) and batch_size \(64\) must be at least 1"):
+        TaskProtocol(n_examples=0)
     assert not os.path.exists(out)
+    os.makedirs(out)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump([{"run_path": workdir, "label": "x", "eval_len": 4, "loss": 1.0}], f)
+    with pytest.raises(EvalError, match="holds results of eval_length.py"):
+        sweep([workdir], ["4"], protocol, out)
     result = subprocess.run(
         [sys.executable, "eval_task.py", f"--workdir={workdir}", "--lengths=4,x", f"--output_dir={out}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -314,7 +330,7 @@ def test_a_task_sweep_trains_evaluates_and_aggregates_over_seeds(tmp_path):
     assert os.path.exists(tmp_path / "out" / "length_curve.png")
 
 
-def test_a_sweep_of_two_tasks_is_refused(tmp_path):
+def test_task_sweeps_whose_table_would_mix_runs_are_refused(tmp_path):
     from fire.sweeps import SweepError, expand, load_sweep
 
     path = tmp_path / "sweep.py"
@@ -322,3 +338,8 @@ def test_a_sweep_of_two_tasks_is_refused(tmp_path):
     path.write_text(text.replace('task=["reverse"]', 'task=["reverse", "copy"]'))
     with pytest.raises(SweepError, match="train on copy, reverse: a sweep's table is of one task"):
         expand(load_sweep(str(path)))
+    # Two training ranges that differ only in min_len: the same row length, one cell.
+    ranges = tmp_path / "ranges.py"
+    ranges.write_text(text.replace("c.axes = dict(", "c.grids = [dict(task=dict(min_len=[1, 3]))]\n    c.axes = dict("))
+    with pytest.raises(SweepError, match="would share a cell of the table"):
+        expand(load_sweep(str(ranges)))

@@ -199,7 +199,7 @@ def test_task_batches_put_one_example_per_row_with_the_loss_on_its_answer_and_eo
 
 def test_task_batches_refuse_what_they_cannot_make():
     task = build_task("copy")
-    with pytest.raises(TaskError, match="set train_len to at least 21"):
+    with pytest.raises(TaskError, match=r"set --config.train_len=21 or more"):
         TaskBatches(task, 1, 10, seq_len=20, global_batch_size=2, seed=0)
     with pytest.raises(TaskError, match="min_len 5 is above task.max_len 3"):
         TaskBatches(task, 5, 3, seq_len=20, global_batch_size=2, seed=0)

@@ -155,7 +155,11 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
     cache = Cache(output_dir)
     rows, biases, n_reused = [], {}, 0
     protocol_key = settings.key()
-    earlier = kept_rows(report.read_results(output_dir), plan, protocol_key)
+    found = report.read_results(output_dir)
+    if any("exact_match" in r for r in found):
+        raise EvalError(f"{output_dir} holds results of eval_task.py (exact match): give the length sweep its "
+                        f"own --output_dir.")  # fmt: skip
+    earlier = kept_rows(found, plan, protocol_key)
     for i, (run, L) in enumerate(plan, 1):
         w = windows_for(run, L)
         row = cache.get(row_key(_identity(run, L, protocol_key)))

@@ -148,9 +148,12 @@ def make_score_fn(
         def chunk_nll(xs):
             h_CxD, t_C = xs
             logits_CxV = model.apply({"params": params}, h_CxD, method=Transformer.logits)
+            if not per_row:
+                return token_nll(logits_CxV, t_C)
             return token_nll(logits_CxV, t_C), jnp.argmax(logits_CxV, -1) == t_C
 
-        nll_NxC, hit_NxC = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC))
+        mapped = jax.lax.map(chunk_nll, (hidden_NxCxD, targets_NxC))
+        nll_NxC, hit_NxC = mapped if per_row else (mapped, None)
         nll_BxT = nll_NxC.reshape(-1)[: B * T].reshape(B, T)
         sums = ((nll_BxT * weights_BxT).sum(0), weights_BxT.sum(0))
         if special_ids is not None:
@@ -251,12 +254,13 @@ def score_length(run: TrainedRun, windows, settings: Settings) -> dict:
         run.model_cfg.check_length(L)
     except LengthError as e:  # e.g. pe=learned past its table: this cell does not exist
         return {**row, "loss": None, "ppl": None, "bits_per_byte": None, "note": f"n/a: {e}"}
+    if randomized:
+        check_randomized_length(run, L)
     scorer = compile_scorer(run, L, len(windows.inputs), settings)
     params = run.params()
     t0 = time.perf_counter()
     batches = list(padded_batches(windows, scorer.batch))
     if randomized:
-        check_randomized_length(run, L)
         batches = [(*b, randomized_positions(settings.position_seed, L, range(i * scorer.batch, (i + 1) * scorer.batch),
                                              max_position)) for i, b in enumerate(batches)]  # fmt: skip
     outputs = [scorer.compiled(params, *batch) for batch in batches]

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from fire.evaluation.plots import _by_run, _legend, line_style
+from fire.evaluation.plots import _legend, line_style
 from fire.evaluation.report import _grid, _per_run, _range, finite, read_results, save_figure
 from fire.utils import format_count
 from fire.workdir import write_atomic
@@ -30,7 +30,7 @@ COLUMNS = (
 
 # The scores a table shows: row field -> (section title, how a value reads)
 METRICS = {
-    "exact_match": ("Exact match (the whole answer and EOS, greedy decoding)", "{:.1%}"),
+    "exact_match": ("Exact match (the whole answer and EOS)", "{:.1%}"),
     "token_accuracy": ("Per-token accuracy (answer tokens and EOS, position by position)", "{:.1%}"),
 }
 
@@ -97,17 +97,30 @@ def _metric_table(rows: list, field: str, fmt: str) -> list:
 
 
 def to_markdown(rows: list) -> str:
+    """A section per protocol (ordinary or randomized positions, another test set), each with
+    a table per metric."""
     if not rows:
         return "No results.\n"
-    lines = [f"# Task: {rows[0]['task']} by test length", "", setup_line(rows), ""]
-    for field, (title, fmt) in METRICS.items():
-        lines += [f"## {title}", "", "Rows are runs (`encoding@training range`, then options that differ from the "
-                  "encoding's defaults); columns are test lengths, `*` inside the training range; the best of each "
-                  "column is bold.", "", *_metric_table(rows, field, fmt), ""]  # fmt: skip
-    notes = list(dict.fromkeys(r["note"] for r in rows if r.get("note")))
-    if notes:
-        lines += [f"- {note}" for note in notes] + [""]
-    return "\n".join(lines)
+    protocols = list(dict.fromkeys(_protocol(r) for r in rows))
+    sections = []
+    for protocol in protocols:
+        group = [r for r in rows if _protocol(r) == protocol]
+        title = f"# Task: {group[0]['task']} by test length" + (f" ({protocol})" if len(protocols) > 1 else "")
+        lines = [title, "", setup_line(group), ""]
+        for field, (name, fmt) in METRICS.items():
+            lines += [f"## {name}, {group[0]['decoding']}", "", "Rows are runs (`encoding@training range`, then "
+                      "options that differ from the encoding's defaults); columns are test lengths, `*` inside the "
+                      "training range; the best of each column is bold.", "", *_metric_table(group, field, fmt), ""]  # fmt: skip
+        notes = list(dict.fromkeys(r["note"] for r in group if r.get("note")))
+        if notes:
+            lines += [f"- {note}" for note in notes] + [""]
+        sections.append("\n".join(lines))
+    return "\n".join(sections)
+
+
+def _protocol(row: dict) -> str:
+    """What sets a row's test apart besides run and length, in words."""
+    return f"{row['protocol']}, {row['n_examples']} examples, evaluation seed {row['eval_seed']}"
 
 
 def write_plots(output_dir: str, rows: list) -> list:
@@ -129,10 +142,15 @@ def accuracy_curve(rows: list, field: str = "exact_match") -> Figure:
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     ranges = {(r["train_min_len"], r["train_max_len"]) for r in rows}
-    for i, (label, run_rows) in enumerate(_by_run(rows).items()):
+    several = len({_protocol(r) for r in rows}) > 1
+    lines = {}
+    for r in rows:  # a line per run and protocol
+        lines.setdefault((r["label"], _protocol(r)), []).append(r)
+    for i, ((label, protocol), run_rows) in enumerate(lines.items()):
         run_rows = sorted(run_rows, key=lambda r: r["eval_len"])
         y = [np.nan if r[field] is None else 100 * r[field] for r in run_rows]
-        (line,) = ax.plot([r["eval_len"] for r in run_rows], y, marker="o", label=label, **line_style(i))
+        name = f"{label} ({run_rows[0]['protocol']})" if several else label
+        (line,) = ax.plot([r["eval_len"] for r in run_rows], y, marker="o", label=name, **line_style(i))
         if len(ranges) > 1:
             ax.axvspan(run_rows[0]["train_min_len"], run_rows[0]["train_max_len"], color=line.get_color(), alpha=0.08)
     if len(ranges) == 1:

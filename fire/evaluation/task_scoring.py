@@ -106,7 +106,7 @@ def score_task_teacher_forced(model, params, task: Task, examples: list, positio
     where every answer token and the EOS is the most likely next token given the gold prefix,
     which is exactly when greedy decoding generates the answer (so ``exact`` equals
     :func:`score_task`'s); ``correct_tokens`` counts the targets predicted right given the
-    gold prefix (teacher-forced, so at least greedy's count). ``position_ids(length, rows)``
+    gold prefix (teacher-forced: not greedy's count, which compares free-running tokens). ``position_ids(length, rows)``
     gives the int32 ``[len(rows), length]`` position ids of the examples ``rows`` (indices
     into ``examples``) whose inputs have ``length`` tokens: how randomized positions reach a
     task, since the KV cache decodes at ``0..T-1``."""

@@ -24,7 +24,7 @@ from fire.encodings import LengthError
 from fire.evaluation import task_report
 from fire.evaluation.length_sweep import Cache, check_writable, config_hash, kept_rows, row_key
 from fire.evaluation.runs import EvalError, TrainedRun, load_runs
-from fire.evaluation.scoring import check_positions, check_randomized_length, positions_label, randomized_positions
+from fire.evaluation.scoring import check_positions, positions_label, randomized_positions
 from fire.evaluation.task_scoring import evaluation_examples, score_task, score_task_teacher_forced
 from fire.model.generate import GenerationError
 from fire.tasks import Task, TaskError, build_task
@@ -75,6 +75,12 @@ class TaskProtocol:
     position_seed: int = 0
 
     def __post_init__(self):
+        """Raises EvalError for no examples, a batch below 1, a negative seed, or an unknown
+        positions mode."""
+        if self.n_examples < 1 or self.batch_size < 1:
+            raise EvalError(f"n_examples ({self.n_examples}) and batch_size ({self.batch_size}) must be at least 1.")
+        if self.eval_seed < 0:
+            raise EvalError(f"the evaluation seed must be >= 0, got {self.eval_seed}.")
         check_positions(self.positions, self.position_seed)
 
     @property
@@ -136,8 +142,6 @@ def sweep(patterns, lengths, protocol: TaskProtocol, output_dir: str, task_optio
       EvalError, TaskError: bad input (:func:`load_task_runs`, :func:`parse_lengths`, a length
         the task cannot make, an output folder that cannot be written), before any compute.
     """
-    if protocol.n_examples < 1 or protocol.batch_size < 1:
-        raise EvalError("--n_examples and --batch_size must be at least 1.")
     runs, task = load_task_runs(patterns, task_options)
     lengths = parse_lengths(lengths) if lengths else None
     plan = [(run, L) for run in runs for L in (lengths or default_lengths(task, run))]
@@ -158,11 +162,22 @@ def evaluate(plan: list, task: Task, protocol: TaskProtocol, output_dir: str, lo
             raise TaskError(f"--lengths: {e}") from None
     if protocol.positions == "randomized":
         for run, L in plan:  # the longest example's inputs need that many distinct ids
-            check_randomized_length(run, task.max_tokens(L) - 1)
+            bound = run_max_position(run.config)
+            if task.max_tokens(L) - 1 > bound:
+                fits = max((k for k in range(1, L) if task.max_tokens(k) - 1 <= bound), default=None)
+                raise EvalError(
+                    f"{run.label}: randomized positions draw up to {task.max_tokens(L) - 1} distinct ids at {L} "
+                    f"{task.length_unit}, more than the run's [0, {bound}) holds: test at lengths up to {fits}, or "
+                    f"with --positions=ordinary."
+                )
     check_writable(output_dir)
     cache = Cache(output_dir, TASK_SCORER_VERSION)
     protocol_key = protocol.key(task)
-    earlier = kept_rows(task_report.read_results(output_dir), plan, protocol_key)
+    found = task_report.read_results(output_dir)
+    if any("exact_match" not in r for r in found):
+        raise EvalError(f"{output_dir} holds results of eval_length.py (log-perplexity): give the task sweep its "
+                        f"own --output_dir.")  # fmt: skip
+    earlier = kept_rows(found, plan, protocol_key)
     examples, rows, n_reused = {}, [], 0
     for i, (run, L) in enumerate(plan, 1):
         identity = dict(run_path=run.path, step=run.step, config_hash=config_hash(run), eval_len=L,

@@ -52,7 +52,7 @@ class Metric:
 
 LOG_PERPLEXITY = Metric("loss", min, "the log-perplexity in nats per token", "log-perplexity (nats per token)",
                         lambda v: f"{v:.3f}", means=("ppl", "bits_per_byte"), counts=("n_tokens",))  # fmt: skip
-EXACT_MATCH = Metric("exact_match", max, "the exact match in % of the test examples (greedy decoding)",
+EXACT_MATCH = Metric("exact_match", max, "the exact match in % of the test examples",
                      "exact match (%)", lambda v: f"{100 * v:.1f}", means=("token_accuracy",),
                      counts=("n_examples", "task", "length_unit", "train_min_len", "train_max_len"))  # fmt: skip
 

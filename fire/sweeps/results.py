@@ -78,6 +78,7 @@ class Row:
     spec: RunSpec
     options: Optional[dict] = None
     pe: Optional[str] = None
+    positions: str = "ordinary"  # or randomized: the evaluation's position ids
 
     @property
     def label(self) -> str:
@@ -88,7 +89,8 @@ def table_rows(sweep, specs: list) -> list:
     """Every (row, run) of the table, in the table's order: each trained row's runs, followed by
     the evaluation-time variants (``eval_variants``) of that row. A variant that sets ``pe`` is
     the row of that encoding (named by the variant, e.g. ``rope_pi`` on the ``rope`` runs); one
-    that sets encoding options is ``ROW [NAME]``. ``"train_len"`` in an option stands for the
+    that sets encoding options or ``positions`` (randomized position ids at evaluation) is
+    ``ROW [NAME]``. ``"train_len"`` in an option stands for the
     run's training length.
 
     The variants are checked when the sweep is expanded (``fire.sweeps.spec.check_eval_variants``)."""
@@ -103,7 +105,8 @@ def table_rows(sweep, specs: list) -> list:
                 pe, encoding = v.get("pe"), dict(v.get("encoding") or {})
                 for spec in runs:
                     options = {k: spec.train_len if x == "train_len" else x for k, x in encoding.items()}
-                    out.append(Row(name if pe else f"{row} [{name}]", spec, options or None, pe))
+                    out.append(Row(name if pe else f"{row} [{name}]", spec, options or None, pe,
+                                   v.get("positions") or "ordinary"))  # fmt: skip
     return out
 
 
@@ -129,35 +132,38 @@ def evaluate_runs(
     given = eval_settings(sweep)
     task = task_of(run_config(specs[0]))  # expand() checked that every run shares it
     if task is None:
-        settings = Settings(Protocol(given["protocol"], given["eval_tokens"], given["stride"]))
-        protocol_key = json.dumps(settings.protocol.key(), sort_keys=True)
+        settings = lambda positions: Settings(Protocol(given["protocol"], given["eval_tokens"], given["stride"]),
+                                              positions=positions)  # fmt: skip
+        protocol_key = lambda positions: json.dumps(settings(positions).key(), sort_keys=True)
         lengths = lambda spec: given["lengths"] or [spec.train_len * k for k in given["factors"]]
-        evaluate = lambda plan, log: length_sweep.evaluate(plan, settings, per_run_dir, log=log)
+        evaluate = lambda plan, positions: length_sweep.evaluate(plan, settings(positions), per_run_dir, log=log)
     else:
-        protocol = TaskProtocol(n_examples=given["n_examples"], eval_seed=given["eval_seed"])
-        protocol_key = json.dumps(protocol.key(task), sort_keys=True)
+        protocol = lambda positions: TaskProtocol(n_examples=given["n_examples"], eval_seed=given["eval_seed"],
+                                                  positions=positions)  # fmt: skip
+        protocol_key = lambda positions: json.dumps(protocol(positions).key(task), sort_keys=True)
         fixed = task_sweep.parse_lengths(given["lengths"]) if given["lengths"] else None
         top = task.max_length() or float("inf")
         lengths = lambda spec: fixed or [L for L in (run_config(spec).task.max_len * k for k in given["factors"])
                                          if L <= top]  # fmt: skip
-        evaluate = lambda plan, log: task_sweep.evaluate(plan, task, protocol, per_run_dir, log=log)
+        evaluate = lambda plan, positions: task_sweep.evaluate(plan, task, protocol(positions), per_run_dir, log=log)
     rows = table_rows(sweep, specs)
     row_of = {r.label: (r.row, r.spec) for r in rows}
     cell = lambda row, spec, L: (row, spec.size, spec.train_len, L, spec.seed)
     chosen = {s.name for s in (only if only is not None else specs)}
     done = {s.name for s in specs if s.name in chosen and status(s) == "done"}
     wanted = {(r.label, os.path.abspath(r.spec.workdir), L) for r in rows for L in lengths(r.spec)}
+    key_of_label = {r.label: protocol_key(r.positions) for r in rows}
     per_run_dir = os.path.join(output_dir, PER_RUN)
 
     def sweep_rows() -> list:
         """The rows of ``per_run/`` that are cells of this sweep's table, in the table's order."""
         order = {label: i for i, label in enumerate(row_of)}
         found = [r for r in report.read_results(per_run_dir) if (r["label"], r["run_path"], r["eval_len"]) in wanted
-                 and json.dumps(r.get("protocol_key"), sort_keys=True) == protocol_key]  # fmt: skip
+                 and json.dumps(r.get("protocol_key"), sort_keys=True) == key_of_label[r["label"]]]  # fmt: skip
         return sorted(found, key=lambda r: (order[r["label"]], r["eval_len"]))
 
     with results_lock(output_dir, log):
-        plan, planned = [], set()
+        plans, planned = {}, set()  # positions -> (run, length) pairs
         for r in rows:
             if r.spec.name not in done:
                 continue
@@ -166,13 +172,15 @@ def evaluate_runs(
             except EvalError as e:
                 raise SweepError(f"row {r.row!r}: {e}") from None
             run.label = r.label
-            plan += [(run, L) for L in lengths(r.spec)]
+            plans.setdefault(r.positions, []).extend((run, L) for L in lengths(r.spec))
             planned |= {cell(r.row, r.spec, L) for L in lengths(r.spec)}
         kept = {cell(*row_of[x["label"]], x["eval_len"]) for x in sweep_rows()}
         _check_nothing_lost(output_dir, kept | planned, prune, log)
+        plan = [pair for group in plans.values() for pair in group]
         if plan:
             check_runs(list({id(run): run for run, _ in plan}.values()))
-            evaluate(plan, log)
+            for positions, group in plans.items():
+                evaluate(group, positions)
             copy_train_logs(output_dir, [s for s in specs if s.name in done])
         else:
             log(f"No finished run to evaluate here; the table is rebuilt from the rows in {per_run_dir}.")

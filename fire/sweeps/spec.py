@@ -20,9 +20,9 @@ A sweep config (``configs/sweeps/*.py``, an ml_collections ConfigDict) holds:
   (``fire.evaluation.task_sweep``): ``factors`` of ``task.max_len`` (or ``lengths`` in the
   task's unit), ``n_examples``, ``eval_seed``;
 * ``eval_variants``: optional evaluation-time rows, ``[(name, dict(rows=[...], encoding={...},
-  pe=...))]`` (or a dict): re-scores the runs of those rows with encoding options, or as another
-  encoding of the same parameters (``pe``: ``rope_pi`` on ``rope``'s runs), that change no
-  parameter; a ``pe`` variant is the row ``name``, an options one ``ROW [name]``
+  pe=..., positions=...))]`` (or a dict): re-scores the runs of those rows with encoding
+  options, or as another encoding of the same parameters (``pe``: ``rope_pi`` on ``rope``'s
+  runs), that change no parameter, or at randomized position ids (``positions='randomized'``); a ``pe`` variant is the row ``name``, an options one ``ROW [name]``
   (``fire.sweeps.results.table_rows``);
 * ``runs_dir`` and ``output_dir``.
 
@@ -254,11 +254,18 @@ def expand(sweep) -> list:
         names = ", ".join(t or "'' (language modelling)" for t in sorted(tasks))
         raise SweepError(f"the sweep's runs train on {names}: a sweep's table is of one task (or of language "
                          f"modelling); give each its own sweep file.")  # fmt: skip
+    cells = {}
+    for spec in specs:  # a table cell: (row, size, training length, seed)
+        cells.setdefault((spec.row, spec.size, spec.train_len, spec.seed), []).append(spec.name)
+    shared = next((names for names in cells.values() if len(names) > 1), None)
+    if shared:
+        raise SweepError(f"runs {' and '.join(shared)} would share a cell of the table (row, size, train_len and "
+                         f"seed): make them rows of their own (variants) or give them different train_len.")  # fmt: skip
     check_eval_variants(sweep, specs)
     return specs
 
 
-EVAL_VARIANT_FIELDS = ("rows", "encoding", "pe")
+EVAL_VARIANT_FIELDS = ("rows", "encoding", "pe", "positions")
 
 
 def check_eval_variants(sweep, specs: list) -> None:
@@ -281,10 +288,13 @@ def check_eval_variants(sweep, specs: list) -> None:
         unknown = sorted(set(v) - set(EVAL_VARIANT_FIELDS))
         if unknown:
             hints = "".join(did_you_mean(k, EVAL_VARIANT_FIELDS, 1) for k in unknown)
-            raise SweepError(f"{where}: unknown field(s) {', '.join(unknown)}.{hints} Valid: rows, encoding, pe.")
-        if not v.get("pe") and not v.get("encoding"):
-            raise SweepError(f"{where} changes nothing: give pe=NAME (another encoding of the same parameters) "
-                             f"and/or encoding=dict(option=value).")  # fmt: skip
+            raise SweepError(f"{where}: unknown field(s) {', '.join(unknown)}.{hints} Valid: "
+                             f"{', '.join(EVAL_VARIANT_FIELDS)}.")  # fmt: skip
+        if v.get("positions") not in (None, "ordinary", "randomized"):
+            raise SweepError(f"{where}: positions is ordinary or randomized, not {v['positions']!r}.")
+        if not v.get("pe") and not v.get("encoding") and v.get("positions") != "randomized":
+            raise SweepError(f"{where} changes nothing: give pe=NAME (another encoding of the same parameters), "
+                             f"encoding=dict(option=value) and/or positions='randomized'.")  # fmt: skip
         rows = list(v.get("rows") or trained)
         for row in rows:
             if row not in trained:

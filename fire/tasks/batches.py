@@ -30,13 +30,29 @@ def example_row(task: Task, rng: np.random.Generator, length: int, seq_len: int)
     if n > seq_len + 1:
         raise TaskError(
             f"an example of task={task.name} at length {length} has {n} tokens, more than a row of seq_len + 1 = "
-            f"{seq_len + 1}: set train_len to at least {task.max_tokens(length) - 1}."
+            f"{seq_len + 1}: set --config.train_len={task.max_tokens(length) - 1} or more."
         )
     tokens = np.full(seq_len + 1, vocab.pad_id, np.int32)
     tokens[:n] = np.concatenate([prompt, answer, [vocab.eos_id]])
     weights = np.zeros(seq_len, np.float32)
     weights[len(prompt) - 1 : n - 1] = 1.0  # targets answer[0] .. EOS
     return tokens, weights
+
+
+def check_curriculum(task: Task, min_len: int, max_len: int, seq_len: int) -> None:
+    """Raises TaskError for training lengths out of order, lengths the task cannot make, or
+    rows of ``seq_len + 1`` tokens too short for the longest example (naming the
+    ``train_len`` that fits)."""
+    if min_len > max_len:
+        raise TaskError(f"task.min_len {min_len} is above task.max_len {max_len}: give min_len <= max_len.")
+    task.check_length(min_len)
+    task.check_length(max_len)
+    longest = task.max_tokens(max_len)  # every task's grows with the length
+    if longest > seq_len + 1:
+        raise TaskError(
+            f"task={task.name} at task.max_len {max_len} makes examples of up to {longest} tokens, more than a "
+            f"training row of train_len + 1 = {seq_len + 1}: set --config.train_len={longest - 1} or more."
+        )
 
 
 class TaskBatches:
@@ -50,16 +66,7 @@ class TaskBatches:
 
     def __init__(self, task: Task, min_len: int, max_len: int, seq_len: int, global_batch_size: int, seed: int,
                  process_index: int = 0, process_count: int = 1):  # fmt: skip
-        if min_len > max_len:
-            raise TaskError(f"task.min_len {min_len} is above task.max_len {max_len}: give min_len <= max_len.")
-        task.check_length(min_len)
-        task.check_length(max_len)
-        longest = task.max_tokens(max_len)  # every task's grows with the length
-        if longest > seq_len + 1:
-            raise TaskError(
-                f"task={task.name} at length {max_len} makes examples of up to {longest} tokens; a training row "
-                f"holds train_len + 1 = {seq_len + 1}: set train_len to at least {longest - 1}."
-            )
+        check_curriculum(task, min_len, max_len, seq_len)
         if global_batch_size % process_count:
             raise TaskError(f"global_batch_size {global_batch_size} does not divide by process_count {process_count}.")
         self.task, self.min_len, self.max_len, self.seq_len, self.seed = task, min_len, max_len, seq_len, seed

@@ -12,7 +12,7 @@ from fire.encodings import encoding_class, resolved_options
 from fire.errors import ConfigError
 from fire.keys import flatten
 from fire.model import ModelConfig
-from fire.tasks import TaskError
+from fire.tasks.batches import check_curriculum
 from fire.training.sharding import data_parallel_size, make_mesh
 
 
@@ -76,7 +76,8 @@ def _check_task(config) -> None:
     curriculum in order whose lengths the task can make, rows that hold its longest example.
 
     Raises:
-      ConfigError: a data option; TaskError: a length range or options the task cannot serve.
+      ConfigError: a data option; TaskError: a length range or options the task cannot serve
+        (``fire.tasks.batches.check_curriculum``).
     """
     task = fire_config.task_of(config)
     if task is None:
@@ -87,14 +88,4 @@ def _check_task(config) -> None:
                 f"task={task.name} trains on its own examples: drop --config.data.{name} (data options are for "
                 f"language modelling, task='')."
             )
-    block = config.task
-    if block.min_len > block.max_len:
-        raise TaskError(f"task.min_len {block.min_len} is above task.max_len {block.max_len}: give min_len <= max_len.")
-    task.check_length(block.min_len)
-    task.check_length(block.max_len)
-    longest = task.max_tokens(block.max_len)
-    if longest > config.train_len + 1:
-        raise TaskError(
-            f"task={task.name} at task.max_len {block.max_len} makes examples of up to {longest} tokens, more than a "
-            f"training row of train_len + 1 = {config.train_len + 1}: set --config.train_len={longest - 1} or more."
-        )
+    check_curriculum(task, config.task.min_len, config.task.max_len, config.train_len)
