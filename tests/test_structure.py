@@ -266,7 +266,7 @@ def _compare_runs() -> set:
 
 def test_every_readme_command_reads_folders_that_the_quickstart_or_its_own_example_makes():
     """A newcomer copies commands after the quickstart: the runs that eval_length.py,
-    eval_task.py and generate.py read must be ones the quickstart (or compare.sh) trains, or ones a train.py
+    eval_task.py, probe_attention.py and generate.py read must be ones the quickstart (or compare.sh) trains, or ones a train.py
     command earlier in the same README section trains."""
     with open(os.path.join(REPO, "README.md")) as f:
         sections = f.read().split("\n## ")
@@ -276,7 +276,7 @@ def test_every_readme_command_reads_folders_that_the_quickstart_or_its_own_examp
         block = "\n".join(re.findall(r"```(?:bash|text|console)?\n(.*?)```", section, re.S))
         for line in block.replace("\\\n", " ").splitlines():
             command = line.strip().removeprefix("$ ")
-            if not re.match(r"python3? (train|eval_length|eval_task|generate)\.py", command):
+            if not re.match(r"python3? (train|eval_length|eval_task|probe_attention|generate)\.py", command):
                 continue
             workdirs = [w for w in re.findall(r"--workdir=['\"]?([^\s'\"]+)", command) if not glob_pattern(w)]
             if command.split()[1] == "train.py":

@@ -1,7 +1,8 @@
 """FIRE's ablations at CPU scale: the paper's axes (log transform, threshold, interpolation,
 MLP depth, learned threshold, L0 = 512 as in the paper's listing, layer sharing) and ours
 (a normaliser capped at the training length, at evaluation only and in training; randomized
-positions), trained at 128 with three seeds, evaluated at 1x ... 16x.
+positions, evaluated at ordinary and at randomized ids), trained at 128 with three seeds,
+evaluated at 1x ... 16x.
 
     python sweep.py --sweep=configs/sweeps/cpu_ablations.py --dry_run
     python sweep.py --sweep=configs/sweeps/cpu_ablations.py
@@ -35,7 +36,11 @@ def get_config():
         ("fire_randomized_positions", dict(pe="fire", train_positions=dict(randomize=True))),
     ]
     # The same trained FIRE weights, scored with the normaliser capped at the training length.
-    c.eval_variants = [("cap_at_eval", dict(rows=["fire"], encoding=dict(normalizer_cap="train_len")))]
+    # The randomized-positions runs scored at randomized ids too, as Ruoss et al. evaluate.
+    c.eval_variants = [
+        ("cap_at_eval", dict(rows=["fire"], encoding=dict(normalizer_cap="train_len"))),
+        ("randomized_eval", dict(rows=["fire_randomized_positions"], positions="randomized")),
+    ]
     c.overrides = recipes.CPU_OVERRIDES
     c.eval = recipes.CPU_EVAL
     c.runs_dir = recipes.CPU_RUNS_DIR

@@ -17,3 +17,27 @@ CPU_EVAL = dict(factors=[1, 2, 4, 8, 16], protocol="stream", eval_tokens=65536, 
 def cpu_grid(train_len: int, seeds) -> dict:
     """A grid at one training length: the batch keeps 2048 tokens per step."""
     return dict(train_len=[train_len], seed=list(seeds), batch_size=[CPU_TOKENS_PER_STEP // train_len])
+
+
+# CPU task table (configs/sweeps/cpu_tasks_*.py): the tiny model widened to 4 layers, batches of
+# 16 examples, the task's own curriculum; every run checkpoints at each validation.
+CPU_TASKS_RUNS_DIR = "runs/cpu_tasks"
+CPU_TASK_OVERRIDES = dict(model=dict(num_layers=4), log_every=250, eval_every=1000, checkpoint_every=1000)
+CPU_TASK_SEEDS = [0, 1, 2]
+
+
+def cpu_task_rows() -> list:
+    """The table's trained rows: the encodings, then FIRE's ablations that bear on
+    extrapolation (its interpolation off, its normaliser capped at the training length, randomized
+    training positions)."""
+    fire = lambda **encoding: dict(pe="fire", encoding=encoding)
+    rows = [(pe, dict(pe=pe)) for pe in ("nope", "rope", "alibi", "kerple_log", "t5", "fire", "fire_s")]
+    return rows + [
+        ("fire_no_interpolation", fire(interpolate=False)),
+        ("fire_cap_trained", fire(normalizer_cap="train_len")),
+        ("fire_randomized_positions", dict(pe="fire", train_positions=dict(randomize=True))),
+    ]
+
+
+# The randomized-positions row scored as Ruoss et al. do, at randomized ids too.
+CPU_TASK_EVAL_VARIANTS = [("randomized_eval", dict(rows=["fire_randomized_positions"], positions="randomized"))]
