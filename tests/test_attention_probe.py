@@ -29,7 +29,7 @@ def test_the_reduction_by_distance_by_hand():
     assert reduce(weights, np.ones(3), train_len=3)["beyond_share"] is None  # no query past training
 
 
-@pytest.mark.parametrize("pe", ["alibi", "fire"])
+@pytest.mark.parametrize("pe", ["alibi", pytest.param("fire", marks=pytest.mark.slow)])  # fire: 29 s
 def test_the_sown_weights_are_causal_rows_of_the_softmax_and_change_nothing(trained_run, pe):
     run = load_run(trained_run(pe)[1])
     tokens = np.random.default_rng(0).integers(0, 200, (2, 40)).astype(np.int32)

@@ -34,6 +34,7 @@ def randomized_run(corpus, tmp_path_factory):
     return workdir
 
 
+@pytest.mark.slow  # 20 s: three sweeps compile and score
 def test_the_length_sweep_scores_both_ways_as_separate_rows(randomized_run, tmp_path):
     out = str(tmp_path / "out")
     ordinary = sweep([randomized_run], ["128"], FAST, out, log=lambda _: None)[0]
@@ -63,6 +64,7 @@ def test_randomized_positions_past_max_position_are_refused_before_compute(rando
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
+@pytest.mark.slow  # 39 s: a task run trains, then decodes and scores both ways
 def test_teacher_forced_task_scoring_equals_greedy_decoding_at_ordinary_positions(tmp_path):
     from test_task_training import task_config
 

@@ -43,9 +43,10 @@ def task_config(axes="task=copy,smoke", **overrides):
 
 
 @pytest.fixture(scope="module")
-def copy_run(tmp_path_factory):
-    """8 steps on ``copy`` (lengths 1-20), with a validation at the end."""
-    config = task_config(eval_every=8, **{"task.eval_examples": 20})  # batches of 8: the last has 4 padding rows
+def copy_task_run(tmp_path_factory):
+    """8 steps on ``copy`` at lengths 1-4 (rows of the default 1-20's 41 tokens), with a
+    validation at the end: 20 examples in batches of 8, the last with 4 padding rows."""
+    config = task_config(eval_every=8, **{"task.max_len": 4, "task.eval_examples": 20})
     workdir = str(tmp_path_factory.mktemp("copy") / "run")
     final = train(config, workdir)
     return config, workdir, final
@@ -162,15 +163,15 @@ def test_teacher_forced_exact_match_is_greedy_decoding():
 # ------------------------------------------------------------------ a trained task run
 
 
-def test_a_task_run_logs_validation_and_resumes_exactly(copy_run, tmp_path):
-    config, workdir, final = copy_run
+def test_a_task_run_logs_validation_and_resumes_exactly(copy_task_run, tmp_path):
+    config, workdir, final = copy_task_run
     assert set(final) >= {"eval_loss", "eval_exact_match", "eval_token_accuracy"}
     assert 0 <= final["eval_exact_match"] <= 1 and 0 < final["eval_token_accuracy"] < 1
     # The same 20 examples decoded greedily: the same exact match, padding rows not counted.
     from fire.tasks.base import validation_rng
 
     task, run = task_of(config), load_run(workdir)
-    examples = [task.example(validation_rng(1 + k % 20, k // 20), 1 + k % 20) for k in range(20)]
+    examples = [task.example(validation_rng(1 + k % 4, k // 4), 1 + k % 4) for k in range(20)]
     greedy = score_task(run.model, run.params(), task, examples, 8)
     assert final["eval_exact_match"] == greedy.exact / 20
     info = json.load(open(os.path.join(workdir, "config.json")))
@@ -185,8 +186,8 @@ def test_a_task_run_logs_validation_and_resumes_exactly(copy_run, tmp_path):
 
 
 @pytest.mark.slow  # 15 s: four lengths decode
-def test_the_task_sweep_scores_reuses_and_reports(copy_run, tmp_path):
-    config, workdir, _ = copy_run
+def test_the_task_sweep_scores_reuses_and_reports(copy_task_run, tmp_path):
+    config, workdir, _ = copy_task_run
     out = str(tmp_path / "out")
     protocol = TaskProtocol(n_examples=12, batch_size=8)
     lines = []
@@ -201,18 +202,18 @@ def test_the_task_sweep_scores_reuses_and_reports(copy_run, tmp_path):
     )  # fmt: skip
     assert row["n_answer_tokens"] == 12 * 21  # 20 items and EOS per answer
     assert (row["task"], row["length_unit"], row["decoding"], row["eval_seed"]) == ("copy", "items", "greedy", 0)
-    assert (row["train_min_len"], row["train_max_len"], row["train_examples"]) == (1, 20, 64)
+    assert (row["train_min_len"], row["train_max_len"], row["train_examples"]) == (1, 4, 64)
     assert os.path.exists(os.path.join(out, "accuracy_curve.png"))
     table = open(os.path.join(out, "results.md")).read()
-    assert "| run | 1* | 2* | 20* | 40 |" in table and "| fire@1-20 |" in table
+    assert "| run | 1* | 2* | 20 | 40 |" in table and "| fire@1-4 |" in table
     again = []
     assert sweep([workdir], ["20"], protocol, out, log=again.append)[0]["exact"] == row["exact"]
     assert again[0].endswith("reused")
     assert len(json.load(open(os.path.join(out, "results.json")))) == 4  # the other lengths stay
 
 
-def test_the_task_sweep_refuses_bad_input_before_compute(copy_run, trained_run, tmp_path):
-    _, workdir, _ = copy_run
+def test_the_task_sweep_refuses_bad_input_before_compute(copy_task_run, trained_run, tmp_path):
+    _, workdir, _ = copy_task_run
     protocol = TaskProtocol(n_examples=4)
     out = str(tmp_path / "out")
     with pytest.raises(EvalError, match="is a language-modelling run .task=''.: score it with eval_length.py"):
