@@ -167,7 +167,12 @@ def markdown(rows: list, table: list, sweep_name: str, row_of: dict, cost: dict,
             for L in lengths:
                 a = cells.get((row, L))
                 text = "" if a is None else metric.cell(a)
-                bold = a is not None and a[metric.field] is not None and a[metric.field] == best[L] and len(group) > 1
+                bold = (
+                    a is not None
+                    and a[metric.field] is not None
+                    and a[metric.field] == best[L]
+                    and len({b[metric.field] for b in group if b["eval_len"] == L}) > 1
+                )  # not a column of ties
                 out.append(f"**{text}**" if bold else text)
             lines.append(f"| {row} | " + " | ".join(out) + " |")
         lines.append("")
