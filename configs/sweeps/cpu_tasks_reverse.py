@@ -9,20 +9,8 @@ Recipe: 4 layers, d_model 128, 3000 steps of 16 examples (48,000 examples seen),
 Results in reproduction/cpu_tasks/reverse.
 """
 
-import ml_collections
-
 from configs.sweeps import recipes
 
 
 def get_config():
-    c = ml_collections.ConfigDict()
-    c.name = "cpu_tasks_reverse"
-    c.config = "configs/lm.py"
-    c.axes = dict(size=["tiny"], task=["reverse"], seed=recipes.CPU_TASK_SEEDS)
-    c.variants = recipes.cpu_task_rows()
-    c.eval_variants = recipes.CPU_TASK_EVAL_VARIANTS
-    c.overrides = dict(**recipes.CPU_TASK_OVERRIDES, num_steps=3000)
-    c.eval = dict(lengths=["10:60:10"], n_examples=500)
-    c.runs_dir = recipes.CPU_TASKS_RUNS_DIR
-    c.output_dir = "reproduction/cpu_tasks/reverse"
-    return c
+    return recipes.cpu_task_sweep("reverse", ["10:60:10"], num_steps=3000)

@@ -1,4 +1,4 @@
-"""Training recipes shared by sweeps (not a sweep itself).
+"""Training recipes shared by sweeps (not a sweep itself), and the CPU task table's sweeps.
 
 Sweeps that use the same recipe and ``runs_dir`` share runs: the FIRE runs of the main
 table are the ``fire`` rows of the ablations.
@@ -41,3 +41,23 @@ def cpu_task_rows() -> list:
 
 # The randomized-positions row scored as Ruoss et al. do, at randomized ids too.
 CPU_TASK_EVAL_VARIANTS = [("randomized_eval", dict(rows=["fire_randomized_positions"], positions="randomized"))]
+
+
+def cpu_task_sweep(task: str, lengths: list, **overrides):
+    """The CPU task table's sweep of ``task``: every row of :func:`cpu_task_rows` with
+    ``CPU_TASK_SEEDS``, ``CPU_TASK_OVERRIDES`` updated by ``overrides``, tested at ``lengths``
+    (the task's unit; ranges START:STOP[:STEP]) on 500 examples each; results in
+    ``reproduction/cpu_tasks/TASK``."""
+    import ml_collections
+
+    c = ml_collections.ConfigDict()
+    c.name = f"cpu_tasks_{task}"
+    c.config = "configs/lm.py"
+    c.axes = dict(size=["tiny"], task=[task], seed=CPU_TASK_SEEDS)
+    c.variants = cpu_task_rows()
+    c.eval_variants = CPU_TASK_EVAL_VARIANTS
+    c.overrides = {**CPU_TASK_OVERRIDES, **overrides}
+    c.eval = dict(lengths=list(lengths), n_examples=500)
+    c.runs_dir = CPU_TASKS_RUNS_DIR
+    c.output_dir = f"reproduction/cpu_tasks/{task}"
+    return c
