@@ -164,8 +164,7 @@ def declarations(pe: str, task: str = "") -> dict:
 
 
 def _declared(config) -> dict:
-    task = config.get("task")
-    return declarations(config.pe, task.get("name", "") if task is not None else "")
+    return declarations(config.pe, config.task.name if is_task_run(config) else "")
 
 
 def is_task_run(config) -> bool:

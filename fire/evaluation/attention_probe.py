@@ -19,6 +19,7 @@ Outputs: ``attention.json`` (a row per run, length and layer), ``attention.md`` 
 share by length, a table per layer and their mean) and ``attention_mass.png``.
 """
 
+import functools
 import json
 import os
 from typing import Callable
@@ -39,16 +40,23 @@ from fire.evaluation.scoring import position_bins
 from fire.evaluation.task_scoring import evaluation_examples
 from fire.model import Transformer
 from fire.model.attention import ATTENTION_PROBE
+from fire.tasks.batches import example_tokens
 from fire.workdir import write_atomic
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_program(cfg):
+    """The dense forward of a model config with its attention weights sown, jitted once."""
+    model = Transformer(cfg)
+    return jax.jit(lambda p, x: model.apply({"params": p}, x, impl="dense", mutable=[ATTENTION_PROBE])[1])
 
 
 def layer_weights(run: TrainedRun, inputs_BxT: np.ndarray) -> dict:
     """``{layer: (weights_TxT, rows_per_query)}``: each layer's attention weights summed over
     the batch and heads, and how many (batch x heads) rows each query's weights add up to.
     Layers whose encoding shares one module name their blocks (``blocks_0``, ...)."""
-    model = Transformer(run.model_cfg)
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, impl="dense", mutable=[ATTENTION_PROBE])[1])
-    sown = jax.device_get(apply(run.params(), jnp.asarray(inputs_BxT, jnp.int32)))[ATTENTION_PROBE]
+    sown = jax.device_get(_probe_program(run.model_cfg)(run.params(), jnp.asarray(inputs_BxT, jnp.int32)))
+    sown = sown[ATTENTION_PROBE]
     out = {}
 
     def walk(node, path):
@@ -94,7 +102,7 @@ def probe_inputs(run: TrainedRun, length: int, n_sequences: int) -> tuple:
     vocab = task.vocabulary
     by_length = {}
     for e in evaluation_examples(task, length, n_sequences, 0):
-        row = np.concatenate([vocab.encode_symbols(e.prompt), vocab.encode_symbols(e.answer), [vocab.eos_id]])
+        row = example_tokens(vocab, e)
         by_length.setdefault(len(row), []).append(row)
     groups = [np.stack(rows) for _, rows in sorted(by_length.items())]
     return groups, max(by_length), f"{n_sequences} test examples (evaluation seed 0; prompt, answer and EOS)"

@@ -173,14 +173,10 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
         row = {**row, "label": run.label, "run": run.workdir}
         rows.append(row)
         log(progress_line(i, len(plan), row, reused))
-        try:
-            if not reused and row["loss"] is not None:  # n/a cells cost nothing to recompute
-                cache.add(row)
-            report.write_results(output_dir, earlier + rows)
-        except OSError as e:
-            raise EvalError(
-                f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so far are in {cache.path}."
-            ) from None
+        # n/a cells cost nothing to recompute
+        save_row(
+            cache, row, not reused and row["loss"] is not None, lambda: report.write_results(output_dir, earlier + rows)
+        )
         if i == len(plan) or plan[i][0] is not run:  # the run's last length
             if run.model_cfg.build_encoding().plot_bias and run.label not in biases:
                 queries = bias_queries(run, [L for r, L in plan if r is run])
@@ -189,14 +185,38 @@ def evaluate(plan: list, settings: Settings, output_dir: Optional[str], dry_run:
                     train_len=run.config.train_len, queries=queries, curves=curves, thresholds=thresholds
                 )
             run.release()
+    finish(output_dir, plan, rows, len(earlier), n_reused, lambda: plots.write_plots(output_dir, earlier + rows, biases),
+           log)  # fmt: skip
+    return rows
+
+
+def save_row(cache: Cache, row: dict, new: bool, write_results: Callable) -> None:
+    """After each row: a ``new`` row into the cache, then the tables rewritten
+    (``write_results()``), so an interruption loses at most the row in flight.
+
+    Raises EvalError for a write that fails, naming where the rows computed so far are."""
     try:
-        written = plots.write_plots(output_dir, earlier + rows, biases)
-        provenance.record(output_dir, rows_computed=len(rows) - n_reused, rows_reused=n_reused,
-                          rows_kept=len(earlier), runs=sorted({os.path.relpath(r.path) for r, _ in plan}))  # fmt: skip
+        if new:
+            cache.add(row)
+        write_results()
+    except OSError as e:
+        raise EvalError(
+            f"could not write results to {os.path.dirname(cache.path)}: {e.strerror or e}. Rows computed so far are "
+            f"in {cache.path}."
+        ) from None
+
+
+def finish(output_dir: str, plan: list, rows: list, n_kept: int, n_reused: int, write_plots: Callable,
+           log: Callable) -> None:  # fmt: skip
+    """The end of a sweep: the figures (``write_plots()`` returns their names), the folder's
+    provenance line, and what was written."""
+    try:
+        written = write_plots()
+        provenance.record(output_dir, rows_computed=len(rows) - n_reused, rows_reused=n_reused, rows_kept=n_kept,
+                          runs=sorted({os.path.relpath(r.path) for r, _ in plan}))  # fmt: skip
     except OSError as e:
         raise EvalError(f"could not write plots to {output_dir}: {e.strerror or e}.") from None
     log(f"Wrote {', '.join(['results.csv', 'results.json', 'results.md', *written])} to {output_dir}")
-    return rows
 
 
 def _identity(run: TrainedRun, length: int, protocol_key: dict) -> dict:

@@ -17,15 +17,18 @@ prefix.
 """
 
 import dataclasses
+import functools
 from typing import Callable
 
 import numpy as np
 
 from fire import xla
 from fire.evaluation.scoring import logits_chunk_tokens, make_score_fn
+from fire.model import Transformer
 from fire.model.generate import generate
 from fire.tasks import Example, Task
 from fire.tasks.base import test_rng
+from fire.tasks.batches import example_tokens
 
 
 def evaluation_examples(task: Task, length: int, n_examples: int, eval_seed: int) -> list:
@@ -100,6 +103,12 @@ def score_task(model, params, task: Task, examples: list, batch_size: int = 64, 
     return score
 
 
+@functools.lru_cache(maxsize=8)
+def _per_row_scorer(cfg, impl: str):
+    """The per-row scorer of a model config, jitted once (its shapes compile as they come)."""
+    return xla.jit(make_score_fn(Transformer(cfg), impl, logits_chunk_tokens(cfg.vocab_size), per_row=True))
+
+
 def score_task_teacher_forced(model, params, task: Task, examples: list, position_ids: Callable,
                               batch_size: int = 64, impl: str = "dense") -> TaskScore:  # fmt: skip
     """Every example's answer scored in one forward pass over ``prompt answer EOS``: exact
@@ -111,17 +120,16 @@ def score_task_teacher_forced(model, params, task: Task, examples: list, positio
     into ``examples``) whose inputs have ``length`` tokens: how randomized positions reach a
     task, since the KV cache decodes at ``0..T-1``."""
     vocab = task.vocabulary
-    rows = [np.concatenate([vocab.encode_symbols(e.prompt), vocab.encode_symbols(e.answer), [vocab.eos_id]])
-            for e in examples]  # fmt: skip
+    rows = [example_tokens(vocab, e) for e in examples]
     by_length = {}
     for i, row in enumerate(rows):
         by_length.setdefault(len(row) - 1, []).append(i)
-    score_fn = xla.jit(make_score_fn(model, impl, logits_chunk_tokens(model.cfg.vocab_size), per_row=True))
+    score_fn = _per_row_scorer(model.cfg, impl)
     score = TaskScore()
     for length, members in sorted(by_length.items()):
         for start in range(0, len(members), batch_size):
             chunk = members[start : start + batch_size]
-            tokens_BxW = np.stack([rows[i] for i in chunk]).astype(np.int32)
+            tokens_BxW = np.stack([rows[i] for i in chunk])
             weights_BxT = np.zeros((len(chunk), length), np.float32)
             for b, i in enumerate(chunk):
                 weights_BxT[b, len(examples[i].prompt) - 1 :] = 1.0  # answer[0] .. EOS

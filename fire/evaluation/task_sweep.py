@@ -12,7 +12,6 @@ sweep (``fire.evaluation.length_sweep``).
 """
 
 import dataclasses
-import os
 import re
 import time
 from typing import Callable, Mapping, Optional
@@ -22,7 +21,7 @@ from fire.config import max_position as run_max_position
 from fire.config import task_of
 from fire.encodings import LengthError
 from fire.evaluation import task_report
-from fire.evaluation.length_sweep import Cache, check_writable, config_hash, kept_rows, row_key
+from fire.evaluation.length_sweep import Cache, check_writable, config_hash, finish, kept_rows, row_key, save_row
 from fire.evaluation.runs import EvalError, TrainedRun, load_runs
 from fire.evaluation.scoring import check_positions, positions_label, randomized_positions
 from fire.evaluation.task_scoring import evaluation_examples, score_task, score_task_teacher_forced
@@ -196,23 +195,12 @@ def evaluate(plan: list, task: Task, protocol: TaskProtocol, output_dir: str, lo
         row = {**row, "label": run.label, "run": run.workdir}
         rows.append(row)
         log(progress_line(i, len(plan), row, reused))
-        try:
-            if not reused and row["exact_match"] is not None:
-                cache.add(row)
-            task_report.write_results(output_dir, earlier + rows)
-        except OSError as e:
-            raise EvalError(
-                f"could not write results to {output_dir}: {e.strerror or e}. Rows computed so far are in {cache.path}."
-            ) from None
+        save_row(cache, row, not reused and row["exact_match"] is not None,
+                 lambda: task_report.write_results(output_dir, earlier + rows))  # fmt: skip
         if i == len(plan) or plan[i][0] is not run:
             run.release()
-    try:
-        written = task_report.write_plots(output_dir, earlier + rows)
-        provenance.record(output_dir, rows_computed=len(rows) - n_reused, rows_reused=n_reused,
-                          rows_kept=len(earlier), runs=sorted({os.path.relpath(r.path) for r, _ in plan}))  # fmt: skip
-    except OSError as e:
-        raise EvalError(f"could not write plots to {output_dir}: {e.strerror or e}.") from None
-    log(f"Wrote {', '.join(['results.csv', 'results.json', 'results.md', *written])} to {output_dir}")
+    finish(output_dir, plan, rows, len(earlier), n_reused, lambda: task_report.write_plots(output_dir, earlier + rows),
+           log)  # fmt: skip
     return rows
 
 

@@ -143,8 +143,8 @@ def evaluate_runs(
         protocol_key = lambda positions: json.dumps(protocol(positions).key(task), sort_keys=True)
         fixed = task_sweep.parse_lengths(given["lengths"]) if given["lengths"] else None
         top = task.max_length() or float("inf")
-        lengths = lambda spec: fixed or [L for L in (run_config(spec).task.max_len * k for k in given["factors"])
-                                         if L <= top]  # fmt: skip
+        max_len = {spec.name: run_config(spec).task.max_len for spec in specs}  # each config built once
+        lengths = lambda spec: fixed or [L for L in (max_len[spec.name] * k for k in given["factors"]) if L <= top]
         evaluate = lambda plan, positions: task_sweep.evaluate(plan, task, protocol(positions), per_run_dir, log=log)
     rows = table_rows(sweep, specs)
     row_of = {r.label: (r.row, r.spec) for r in rows}

@@ -20,22 +20,28 @@ import numpy as np
 from fire.tasks.base import Task, TaskError, training_rng
 
 
+def example_tokens(vocab, example) -> np.ndarray:
+    """An example's token row, ``prompt answer EOS`` (int32), without padding."""
+    prompt, answer = vocab.encode_symbols(example.prompt), vocab.encode_symbols(example.answer)
+    return np.concatenate([prompt, answer, [vocab.eos_id]]).astype(np.int32)
+
+
 def example_row(task: Task, rng: np.random.Generator, length: int, seq_len: int) -> tuple:
     """One example as ``(tokens [seq_len + 1], weights [seq_len])``: the row and the loss
     weights of its targets."""
     vocab = task.vocabulary
     example = task.example(rng, length)
-    prompt, answer = vocab.encode_symbols(example.prompt), vocab.encode_symbols(example.answer)
-    n = len(prompt) + len(answer) + 1
+    row = example_tokens(vocab, example)
+    n = len(row)
     if n > seq_len + 1:
         raise TaskError(
             f"an example of task={task.name} at length {length} has {n} tokens, more than a row of seq_len + 1 = "
             f"{seq_len + 1}: set --config.train_len={task.max_tokens(length) - 1} or more."
         )
     tokens = np.full(seq_len + 1, vocab.pad_id, np.int32)
-    tokens[:n] = np.concatenate([prompt, answer, [vocab.eos_id]])
+    tokens[:n] = row
     weights = np.zeros(seq_len, np.float32)
-    weights[len(prompt) - 1 : n - 1] = 1.0  # targets answer[0] .. EOS
+    weights[len(example.prompt) - 1 : n - 1] = 1.0  # targets answer[0] .. EOS
     return tokens, weights
 
 
